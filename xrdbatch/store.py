@@ -1,0 +1,895 @@
+"""Regenerate a training set into a chunked, labelled, resumable Zarr store; retarget it.
+
+How the parts fit (rechunker style: plan purely, execute pluggably):
+
+1. **Planning** (:func:`plan_chunks`, :func:`row_groups_for`; numbers only, no I/O) cuts the catalog rows
+   into frozen :class:`ChunkTask` values ``(index, start, stop)``, skipping chunks already marked done.
+2. **Work** is a frozen, picklable callable (:class:`SimulateChunks`, :class:`RetargetChunks`) that does
+   one chunk completely: it reads its own catalog rows (by Parquet row group, never shipped from the
+   client, so the task graph stays a few hundred bytes per chunk), simulates, writes its own region of
+   the store, then writes the chunk's done marker. It returns nothing.
+3. **Executors** (:data:`EXECUTORS`: ``serial``, ``dask``) only run ``work(task)`` for every task; the
+   same contract tests run both.
+4. **Orchestrators** (:func:`simulate`, :func:`retarget`) take the store lock, check or write the
+   template, plan, execute, finalise.
+
+Store layout (Zarr v3 directory; ``xarray.open_zarr(path, consolidated=False)`` or :func:`open_dataset`)::
+
+    store.zarr/
+      zarr.json                 attrs: format, kind, conditions (JSON of Conditions.to_dict()),
+                                catalog_sha256, d_min_angstrom, chunk_size, versions[, retargeted_from]
+      intensity                 (structure, two_theta) float32, Zarr chunks (chunk_size, n_points), each row
+                                scaled to max 1; rows never written read as NaN
+      sim_status                (structure) str: "ok", else why the structure has no pattern
+                                ("pending" until its chunk is done)
+      two_theta                 (two_theta) float64, attrs units="degree"
+      structure_id, crystal_system, spacegroup_number, spacegroup_symbol, a, b, c, alpha, beta, gamma,
+      volume, formula, n_atoms, structure_type
+                                (structure) label coordinates, copied from the catalog by the template
+      reflections/              condition-free reflections (see below)
+        count                   (structure) int64 reflections per structure; -1 until its chunk is done
+        offsets                 (structure + 1) int64 = [0, cumsum(count)]: global flat positions,
+                                written once every chunk is done
+        chunk-000000/           one group per structure chunk, written only by that chunk's task:
+          d_angstrom (m,) float64, intensity (m,) float64, hkl (m, 3) int32,
+          m = sum(count[start:stop]); structure i of the chunk owns rows
+          [offsets[i] - offsets[start], offsets[i + 1] - offsets[start])
+      xrdbatch/                 control group (not data): lock, run.json (fingerprint), done/000000.json ...
+
+Why per-chunk reflection groups: the number of reflections of a structure is only known after it is
+simulated, so one flat array cannot be cut into regions in advance; a fixed maximum per structure
+would waste space (large cells have thousands). Per-chunk flat arrays keep every write private to one
+task (parallel and idempotent), and the global ``offsets`` make the concatenation of the chunk arrays
+exactly the contract's "flat arrays + offsets" (:func:`read_reflections` reads any range).
+
+Resume and safety: a chunk's done marker (``xrdbatch/done/<index>.json``, written atomically after its
+region) is the only proof of work; a rerun plans the chunks without one. ``run.json`` fingerprints the
+conditions, catalog hash, resolution and chunking: a rerun that differs is refused unless
+``restart=True``. One writer at a time: ``xrdbatch/lock`` is created with ``O_EXCL`` and holds pid, host,
+process start time and a token; a lock whose process is gone (same host) is stale and taken over, and
+tasks of a run whose token is no longer in the lock (an orphaned worker of a killed run) refuse to
+mark anything done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from xrdbatch.conditions import Conditions
+
+FORMAT = "xrdbatch-store/1"
+CONTROL = "xrdbatch"
+DEFAULT_CHUNK_SIZE = 500
+STATUS_OK = "ok"
+STATUS_PENDING = "pending"
+
+#: Catalog columns copied to the store as coordinates over ``structure`` -> (dtype kind, units).
+LABEL_COORDS: dict[str, tuple[str, str | None]] = {
+    "crystal_system": ("str", None),
+    "spacegroup_number": ("int", None),
+    "spacegroup_symbol": ("str", None),
+    "a": ("float", "angstrom"),
+    "b": ("float", "angstrom"),
+    "c": ("float", "angstrom"),
+    "alpha": ("float", "degree"),
+    "beta": ("float", "degree"),
+    "gamma": ("float", "degree"),
+    "volume": ("float", "angstrom^3"),
+    "formula": ("str", None),
+    "n_atoms": ("int", None),
+    "structure_type": ("str", None),
+}
+#: Catalog columns each simulation task reads (besides the crystal columns).
+TASK_COLUMNS = ("id", "status", "reason")
+
+
+class StoreError(ValueError):
+    """A store cannot be used as asked (mismatch, lock, incomplete, resolution); the message says why."""
+
+
+# ===================================================================================== planning ==
+@dataclass(frozen=True)
+class ChunkTask:
+    """Rows ``[start, stop)`` of the catalog = rows of the store = Zarr chunk ``index`` along structure."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def plan_chunks(n_structures: int, chunk_size: int, done: Iterable[int] = ()) -> tuple[ChunkTask, ...]:
+    """Cut ``n_structures`` rows into chunk tasks aligned to the Zarr chunks, skipping ``done`` indices.
+
+    >>> plan_chunks(5, 2)
+    (ChunkTask(index=0, start=0, stop=2), ChunkTask(index=1, start=2, stop=4), ChunkTask(index=2, start=4, stop=5))
+    >>> [t.index for t in plan_chunks(5, 2, done={0, 2})]
+    [1]
+    """
+    if n_structures < 0 or chunk_size < 1:
+        raise ValueError(f"need n_structures >= 0 and chunk_size >= 1, got {n_structures!r}, {chunk_size!r}")
+    done = set(done)
+    return tuple(ChunkTask(i, s, min(s + chunk_size, n_structures))
+                 for i, s in enumerate(range(0, n_structures, chunk_size)) if i not in done)
+
+
+def n_chunks(n_structures: int, chunk_size: int) -> int:
+    """Number of chunks :func:`plan_chunks` makes."""
+    return math.ceil(n_structures / chunk_size)
+
+
+def row_groups_for(task: ChunkTask, row_group_starts: Sequence[int]) -> tuple[int, ...]:
+    """Indices of the Parquet row groups that hold rows ``[task.start, task.stop)``.
+
+    ``row_group_starts`` is the first row of every row group plus the total row count at the end.
+
+    >>> row_groups_for(ChunkTask(0, 3, 7), [0, 4, 8, 12])
+    (0, 1)
+    """
+    starts = np.asarray(row_group_starts)
+    first = int(np.searchsorted(starts, task.start, side="right")) - 1
+    last = int(np.searchsorted(starts, task.stop, side="left")) - 1
+    return tuple(range(first, max(first, last) + 1))
+
+
+# ================================================================================ control files ==
+def _control(store: str, *parts: str) -> str:
+    return os.path.join(store, CONTROL, *parts)
+
+
+def _write_json_atomic(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, sort_keys=True, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+def done_chunks(store: str) -> dict[int, dict]:
+    """Done markers of a store: chunk index -> marker (rows, counts, seconds, worker, peak memory)."""
+    folder = _control(store, "done")
+    out = {}
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(".json"):
+                marker = _read_json(os.path.join(folder, name))
+                if marker is not None:
+                    out[int(marker["index"])] = marker
+    return out
+
+
+def _process_start_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+class StoreLock:
+    """Exclusive writer lock of a store: ``<store>/xrdbatch/lock`` made with ``O_CREAT | O_EXCL``.
+
+    The file holds pid, host, the process start time and a random ``token``. A lock left by a process
+    that no longer exists on this host (killed run) is stale and taken over; a live one, or one from
+    another host, is refused with a message that names the holder and the file.
+    """
+
+    def __init__(self, store: str):
+        self.store = str(store)
+        self.path = _control(self.store, "lock")
+        self.token: str | None = None
+
+    def acquire(self) -> StoreLock:
+        import zarr
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        # make the control folder a Zarr group so listing the store root does not warn about it
+        zarr.open_group(self.store, path=CONTROL, mode="a", zarr_format=3)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "start_time": _process_start_time(os.getpid()),
+              "token": uuid.uuid4().hex, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        for _attempt in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_json(self.path) or {}
+                if self._is_stale(holder):
+                    try:
+                        os.unlink(self.path)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                raise StoreError(
+                    f"store {self.store} is being written by another run (pid {holder.get('pid')} on host "
+                    f"{holder.get('host')!r} since {holder.get('created')}; lock file {self.path}). Wait for it "
+                    "to finish; if that process is gone (e.g. a job on another host was killed), delete the lock "
+                    "file and rerun."
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.token = me["token"]
+            return self
+        raise StoreError(f"could not take the lock {self.path} (another run keeps taking it); try again")
+
+    @staticmethod
+    def _is_stale(holder: dict) -> bool:
+        if not holder or "pid" not in holder:
+            return True  # half-written lock of a killed process
+        if holder.get("host") != socket.gethostname():
+            return False  # cannot see processes of another host: refuse, the message says what to do
+        started = _process_start_time(int(holder["pid"]))
+        if started is None:
+            return True
+        recorded = holder.get("start_time")
+        return recorded is not None and abs(started - recorded) > 1.0  # pid reused by another process
+
+    def release(self) -> None:
+        holder = _read_json(self.path) or {}
+        if self.token is not None and holder.get("token") == self.token:
+            os.unlink(self.path)
+        self.token = None
+
+    def __enter__(self) -> StoreLock:
+        return self.acquire() if self.token is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _check_token(store: str, token: str) -> None:
+    holder = _read_json(_control(store, "lock")) or {}
+    if holder.get("token") != token:
+        raise StoreError(
+            f"store {store} is no longer locked by the run that started this task (lock now held by pid "
+            f"{holder.get('pid')} on {holder.get('host')!r}); this task's results are abandoned"
+        )
+
+
+# ========================================================================================= work ==
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text[:500]
+
+
+def _patterns_guarded(refls: list, conditions: Conditions, statuses: list[str], rows: list[int],
+                      out: np.ndarray) -> None:
+    """Fill ``out[rows]`` with patterns; a structure whose pattern fails gets zeros and its reason."""
+    from xrdbatch import simulate as sim
+
+    if not rows:
+        return
+    try:
+        out[rows] = sim.patterns([refls[i] for i in rows], conditions)
+        return
+    except Exception:  # noqa: BLE001  (find the culprit one by one; one bad record never stops a batch)
+        pass
+    for i in rows:
+        try:
+            out[i] = sim.patterns([refls[i]], conditions)[0]
+        except Exception as exc:  # noqa: BLE001
+            out[i] = 0.0
+            statuses[i] = "pattern failed: " + _reason(exc)
+
+
+def _write_chunk(store: str, task: ChunkTask, intensity: np.ndarray, statuses: list[str], refls: list,
+                 token: str, summary: dict) -> None:
+    """Region writes of one chunk, then (only then) its done marker."""
+    import xarray as xr
+    import zarr
+
+    _check_token(store, token)
+    part = xr.Dataset({
+        "intensity": (("structure", "two_theta"), intensity),
+        "sim_status": (("structure",), np.asarray(statuses, dtype=object)),
+    })
+    part.to_zarr(store, region={"structure": slice(task.start, task.stop)}, mode="r+", consolidated=False)
+
+    counts = np.array([0 if r is None else len(r.d_angstrom) for r in refls], dtype=np.int64)
+    kept = [r for r in refls if r is not None]
+    d = np.concatenate([np.asarray(r.d_angstrom, np.float64) for r in kept]) if kept else np.zeros(0)
+    inten = np.concatenate([np.asarray(r.intensity, np.float64) for r in kept]) if kept else np.zeros(0)
+    hkl = (np.concatenate([np.asarray(r.hkl, np.int32).reshape(-1, 3) for r in kept]) if kept
+           else np.zeros((0, 3), np.int32))
+    group = zarr.open_group(store, path=f"reflections/chunk-{task.index:06d}", mode="w", zarr_format=3)
+    m = max(len(d), 1)
+    group.create_array("d_angstrom", data=d, chunks=(m,), attributes={"units": "angstrom"})
+    group.create_array("intensity", data=inten, chunks=(m,), attributes={"units": "electron^2 (|F|^2 x multiplicity)"})
+    group.create_array("hkl", data=hkl, chunks=(m, 3))
+    zarr.open_array(store, path="reflections/count", mode="r+")[task.start:task.stop] = counts
+
+    _check_token(store, token)
+    summary.update(index=task.index, start=task.start, stop=task.stop, n_ok=statuses.count(STATUS_OK),
+                   n_failed=task.size - statuses.count(STATUS_OK), n_reflections=int(counts.sum()),
+                   host=socket.gethostname(), pid=os.getpid(), worker_peak_rss_bytes=_peak_rss_bytes())
+    _write_json_atomic(_control(store, "done", f"{task.index:06d}.json"), summary)
+
+
+@dataclass(frozen=True)
+class SimulateChunks:
+    """The work of :func:`simulate`: ``SimulateChunks(...)(task)`` simulates and writes one chunk.
+
+    Attributes
+    ----------
+    store, catalog : str
+        Paths of the Zarr store (template already written) and of the catalog Parquet file.
+    conditions_json : str
+        :meth:`Conditions.to_json` of the run (a string keeps the task small and hashable).
+    d_min_angstrom : float
+        Reflections are computed down to this d-spacing (<= the conditions' own limit).
+    token : str
+        The lock token of the run; a task whose token is gone writes nothing.
+    row_group_starts : tuple of int
+        First row of every catalog row group plus the row count (see :func:`row_groups_for`).
+    """
+
+    store: str
+    catalog: str
+    conditions_json: str
+    d_min_angstrom: float
+    token: str
+    row_group_starts: tuple
+
+    def read_rows(self, task: ChunkTask):
+        """The catalog rows of ``task`` as a pandas DataFrame (only the row groups that hold them)."""
+        import pyarrow.parquet as pq
+
+        from xrdbatch.crystal import CRYSTAL_COLUMNS
+
+        groups = row_groups_for(task, self.row_group_starts)
+        table = pq.ParquetFile(self.catalog).read_row_groups(list(groups), columns=[*TASK_COLUMNS, *CRYSTAL_COLUMNS])
+        table = table.slice(task.start - self.row_group_starts[groups[0]], task.size)
+        return table.to_pandas()
+
+    def __call__(self, task: ChunkTask) -> None:
+        from xrdbatch import simulate as sim
+        from xrdbatch.crystal import Crystal
+
+        t0 = time.perf_counter()
+        conditions = Conditions.from_json(self.conditions_json)
+        rows = self.read_rows(task)
+        statuses: list[str] = []
+        refls: list = []
+        for status, reason, row in zip(rows["status"], rows["reason"], rows.to_dict("records")):
+            if status != "ok":
+                statuses.append(f"not simulated: catalog status {status}: {reason}")
+                refls.append(None)
+                continue
+            try:
+                refls.append(sim.reflections(Crystal.from_columns(row), self.d_min_angstrom))
+                statuses.append(STATUS_OK)
+            except Exception as exc:  # noqa: BLE001  (one bad record never stops a batch)
+                refls.append(None)
+                statuses.append("simulation failed: " + _reason(exc))
+        intensity = np.zeros((task.size, conditions.n_points), dtype=np.float32)
+        ok = [i for i, s in enumerate(statuses) if s == STATUS_OK]
+        _patterns_guarded(_restrict(refls, conditions.d_min_angstrom), conditions, statuses, ok, intensity)
+        _write_chunk(self.store, task, intensity, statuses, refls, self.token,
+                     {"seconds": round(time.perf_counter() - t0, 4)})
+
+
+def _restrict(refls: list, d_min_angstrom: float) -> list:
+    """Reflections with ``d >= d_min`` (what a fresh simulation at that limit would have computed)."""
+    out = []
+    for r in refls:
+        if r is None or len(r.d_angstrom) == 0 or r.d_angstrom[-1] >= d_min_angstrom:
+            out.append(r)
+        else:
+            keep = np.asarray(r.d_angstrom) >= d_min_angstrom
+            out.append(type(r)(*(np.asarray(field)[keep] for field in r)))
+    return out
+
+
+@dataclass(frozen=True)
+class RetargetChunks:
+    """The work of :func:`retarget`: new patterns of one chunk from the stored reflections."""
+
+    source: str
+    store: str
+    conditions_json: str
+    token: str
+
+    def __call__(self, task: ChunkTask) -> None:
+        import zarr
+
+        t0 = time.perf_counter()
+        conditions = Conditions.from_json(self.conditions_json)
+        statuses = [str(s) for s in zarr.open_array(self.source, path="sim_status", mode="r")[task.start:task.stop]]
+        refls = read_reflections(self.source, task.start, task.stop)
+        refls = [r if s == STATUS_OK else None for r, s in zip(refls, statuses)]
+        intensity = np.zeros((task.size, conditions.n_points), dtype=np.float32)
+        ok = [i for i, s in enumerate(statuses) if s == STATUS_OK]
+        _patterns_guarded(_restrict(refls, conditions.d_min_angstrom), conditions, statuses, ok, intensity)
+        _write_chunk(self.store, task, intensity, statuses, refls, self.token,
+                     {"seconds": round(time.perf_counter() - t0, 4)})
+
+
+# ==================================================================================== executors ==
+class SerialExecutor:
+    """Run every task in this process, in order (debugging, tests, tiny stores)."""
+
+    def execute(self, work: Callable[[ChunkTask], None], tasks: Sequence[ChunkTask],
+                on_done: Callable[[ChunkTask], None] = lambda t: None) -> None:
+        for task in tasks:
+            work(task)
+            on_done(task)
+
+
+class DaskExecutor:
+    """Run tasks on a ``distributed.Client``: one future per chunk, retried ``retries`` times.
+
+    A chunk that still fails does not stop the others; the run raises at the end, naming the chunks
+    (their markers are missing, so a rerun retries exactly them).
+    """
+
+    def __init__(self, client, retries: int = 2):
+        self.client = client
+        self.retries = retries
+
+    def execute(self, work: Callable[[ChunkTask], None], tasks: Sequence[ChunkTask],
+                on_done: Callable[[ChunkTask], None] = lambda t: None) -> None:
+        from distributed import as_completed
+
+        if not tasks:
+            return
+        prefix = f"xrdbatch-{type(work).__name__.lower()}-{getattr(work, 'token', uuid.uuid4().hex)[:8]}"
+        futures = self.client.map(work, list(tasks), key=[f"{prefix}-{t.index}" for t in tasks],
+                                  retries=self.retries, pure=False)
+        by_key = {f.key: t for f, t in zip(futures, tasks)}
+        failed = []
+        for fut in as_completed(futures):
+            task = by_key[fut.key]
+            if fut.status == "finished":
+                on_done(task)
+            else:
+                failed.append((task, fut.exception()))
+        if failed:
+            first_task, first_exc = failed[0]
+            raise StoreError(
+                f"{len(failed)} chunk(s) failed after {self.retries} retries (chunk {first_task.index}, rows "
+                f"{first_task.start}-{first_task.stop}: {_reason(first_exc)}); the other chunks are done. "
+                "Fix the cause and rerun the same command: only the missing chunks run again."
+            )
+
+
+#: Executors by name (``executor="serial"`` / ``"dask"``).
+EXECUTORS: dict[str, type] = {"serial": SerialExecutor, "dask": DaskExecutor}
+
+
+def _executor_for(executor, client):
+    if executor is None:
+        executor = "serial" if client is None else "dask"
+    if isinstance(executor, str):
+        if executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {executor!r}; valid: {sorted(EXECUTORS)}")
+        if executor == "dask":
+            if client is None:
+                raise ValueError("executor 'dask' needs a client (see xrdbatch.cluster.get_client)")
+            return DaskExecutor(client)
+        return EXECUTORS[executor]()
+    return executor
+
+
+# ================================================================================ orchestrators ==
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the store's numbers and layout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("xrdbatch", "numpy", "zarr", "xarray", "dask", "distributed", "pyarrow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:  # pragma: no cover
+            out[name] = "unknown"
+    return out
+
+
+@dataclass(frozen=True)
+class CatalogInfo:
+    """What the client reads of a catalog: hash, row-group layout and the label columns (no crystals)."""
+
+    path: str
+    sha256: str
+    row_group_starts: tuple
+    labels: object  # pandas DataFrame: id + LABEL_COORDS
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.row_group_starts[-1])
+
+
+def read_catalog_info(path: str) -> CatalogInfo:
+    """Hash, row groups and labels of a catalog Parquet file; errors name the missing columns."""
+    import pyarrow.parquet as pq
+
+    from xrdbatch.crystal import CRYSTAL_COLUMNS
+
+    try:
+        from xrdbatch.sources import catalog_hash
+    except ImportError:  # TEMPORARY until sources.py (issue 2) lands: same definition (sha256 of the file)
+        import hashlib
+
+        def catalog_hash(p):
+            with open(p, "rb") as fh:
+                return hashlib.file_digest(fh, "sha256").hexdigest()
+
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(path):
+        raise StoreError(f"catalog {path} does not exist: make one with `xrdbatch ingest SOURCES --out {path}`")
+    pf = pq.ParquetFile(path)
+    names = set(pf.schema_arrow.names)
+    needed = {"id", *TASK_COLUMNS, *LABEL_COORDS, *CRYSTAL_COLUMNS}
+    missing = sorted(needed - names)
+    if missing:
+        raise StoreError(f"catalog {path} lacks column(s) {missing}; expected the catalog columns of "
+                         "`xrdbatch ingest` (rerun ingest with this version)")
+    sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+    starts = tuple(int(x) for x in np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]))
+    labels = pf.read(columns=["id", *LABEL_COORDS]).to_pandas()
+    if labels["id"].duplicated().any():
+        dup = labels["id"][labels["id"].duplicated()].iloc[0]
+        raise StoreError(f"catalog {path} has duplicate id {dup!r}: ids must be unique (rerun ingest)")
+    return CatalogInfo(path, catalog_hash(path), starts, labels)
+
+
+def _label_array(values, kind: str) -> np.ndarray:
+    import pandas as pd
+
+    s = pd.Series(values)
+    if kind == "str":
+        return s.fillna("").astype(str).to_numpy(dtype=object)
+    if kind == "int":
+        return s.fillna(0).astype(np.int64).to_numpy()
+    return s.astype(np.float64).to_numpy()
+
+
+def _write_template(store: str, ids, coords: dict, conditions: Conditions, chunk_size: int, attrs: dict) -> None:
+    """Metadata, coordinates and the eager ``sim_status`` (all "pending"); ``intensity`` stays unwritten."""
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
+    n = len(ids)
+    cs = max(1, min(chunk_size, n))
+    data_coords = {"structure_id": ("structure", np.asarray(ids, dtype=object))}
+    for name, (kind, units) in LABEL_COORDS.items():
+        data_coords[name] = ("structure", _label_array(coords[name], kind), {"units": units} if units else {})
+    data_coords["two_theta"] = ("two_theta", conditions.two_theta_deg(), {"units": "degree", "long_name": "2-theta"})
+    ds = xr.Dataset(
+        {
+            "intensity": (("structure", "two_theta"),
+                          da.zeros((n, conditions.n_points), dtype=np.float32, chunks=(cs, conditions.n_points)),
+                          {"long_name": "powder pattern, each row scaled to max 1"}),
+            "sim_status": (("structure",), np.full(n, STATUS_PENDING, dtype=object)),
+        },
+        coords=data_coords,
+        attrs=attrs,
+    )
+    encoding = {name: {"chunks": (cs,)} for name in ds.variables if ds[name].dims == ("structure",)}
+    encoding["intensity"] = {"chunks": (cs, conditions.n_points), "fill_value": np.float32("nan")}
+    ds.to_zarr(store, mode="a", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
+    refl = zarr.open_group(store, path="reflections", mode="a", zarr_format=3)
+    refl.create_array("count", shape=(n,), chunks=(cs,), dtype="int64", fill_value=-1, overwrite=True)
+
+
+def _clear_store(store: str) -> None:
+    """Delete a store's content but its lock; refuse on a folder that is not an xrdbatch store."""
+    if not os.path.isdir(store):
+        return
+    entries = [e for e in os.listdir(store) if e != CONTROL]
+    if set(entries) - {"zarr.json"} and _read_json(_control(store, "run.json")) is None:
+        root = _read_json(os.path.join(store, "zarr.json")) or {}
+        if root.get("attributes", {}).get("format") != FORMAT:
+            raise StoreError(f"{store} is not an xrdbatch store (no {CONTROL}/run.json, no format attr); refusing "
+                             "to delete it. Choose an empty or new --store path.")
+    for entry in entries:
+        full = os.path.join(store, entry)
+        shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) else os.unlink(full)
+    control = _control(store)
+    for entry in os.listdir(control):
+        if entry not in ("lock", "zarr.json"):
+            full = os.path.join(control, entry)
+            shutil.rmtree(full) if os.path.isdir(full) else os.unlink(full)
+
+
+def _differences(old: dict, new: dict) -> str:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return "; ".join(out)
+
+
+def _prepare(store: str, fingerprint: dict, restart: bool, make_template: Callable[[], None], log) -> None:
+    """Under the lock: start over, resume, or refuse a store made differently."""
+    run_json = _control(store, "run.json")
+    old = _read_json(run_json)
+    if old is not None and old != fingerprint:
+        if not restart:
+            raise StoreError(
+                f"store {store} was made differently ({_differences(old, fingerprint)}). Rerun with --restart to "
+                "discard it and start over, or choose another --store."
+            )
+        log(f"restart: discarding store {store} (made differently: {_differences(old, fingerprint)})")
+        _clear_store(store)
+    elif old is not None and restart:
+        log(f"restart: discarding store {store}")
+        _clear_store(store)
+    elif old is None:
+        _clear_store(store)  # a template interrupted before run.json: write it again
+    if _read_json(run_json) is None:
+        make_template()
+        os.makedirs(_control(store, "done"), exist_ok=True)
+        _write_json_atomic(run_json, fingerprint)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a :func:`simulate` / :func:`retarget` run did (printable)."""
+
+    store: str
+    n_structures: int
+    n_ok: int
+    n_failed: int
+    n_chunks: int
+    chunks_run: int
+    structures_run: int
+    seconds: float
+    worker_peak_rss_bytes: int
+
+    @property
+    def structures_per_second(self) -> float:
+        """Structures simulated by this run per wall-clock second (planning and finalising included)."""
+        return self.structures_run / self.seconds if self.seconds > 0 else float("nan")
+
+    def __str__(self) -> str:
+        return (f"store {self.store}: {self.n_structures} structures ({self.n_ok} ok, {self.n_failed} without pattern), "
+                f"{self.n_chunks} chunks ({self.chunks_run} run now, {self.n_chunks - self.chunks_run} already done) "
+                f"in {self.seconds:.1f} s; peak worker memory {self.worker_peak_rss_bytes / 2**20:.0f} MiB")
+
+
+def _execute(store, work, n, chunk_size, executor, client, progress, log, t0) -> RunSummary:
+    from tqdm.auto import tqdm
+
+    done = done_chunks(store)
+    tasks = plan_chunks(n, chunk_size, done)
+    if done:
+        log(f"resume: {len(done)} of {n_chunks(n, chunk_size)} chunks already done, {len(tasks)} to run")
+    initial = n - sum(t.size for t in tasks)
+    with tqdm(total=n, initial=initial, unit="structure", disable=not progress, smoothing=0.1) as bar:
+        _executor_for(executor, client).execute(work, tasks, lambda t: bar.update(t.size))
+    markers = done_chunks(store)
+    missing = sorted(set(range(n_chunks(n, chunk_size))) - set(markers))
+    if missing:
+        raise StoreError(f"store {store}: chunk(s) {missing[:10]} have no done marker after the run; rerun the same "
+                         "command to finish them")
+    _finalise(store)
+    return RunSummary(store, n, sum(m["n_ok"] for m in markers.values()), sum(m["n_failed"] for m in markers.values()),
+                      len(markers), len(tasks), sum(t.size for t in tasks), time.perf_counter() - t0,
+                      max((m["worker_peak_rss_bytes"] for m in markers.values()), default=0))
+
+
+def _finalise(store: str) -> None:
+    import zarr
+
+    count = zarr.open_array(store, path="reflections/count", mode="r")[:]
+    offsets = np.concatenate([[0], np.cumsum(count, dtype=np.int64)])
+    group = zarr.open_group(store, path="reflections", mode="a")
+    group.create_array("offsets", data=offsets, chunks=(max(len(offsets), 1),), overwrite=True)
+
+
+def simulate(catalog: str, store: str, conditions: Conditions, *, chunk_size: int | None = None,
+             d_min_angstrom: float | None = None, restart: bool = False, client=None, executor=None,
+             progress: bool = False, log: Callable[[str], None] = lambda s: None) -> RunSummary:
+    """Simulate every catalog row into a Zarr store (resumable; see the module docstring for the layout).
+
+    Parameters
+    ----------
+    catalog : str
+        Catalog Parquet file (``xrdbatch ingest``). Store row ``i`` is catalog row ``i``; rows whose
+        catalog status is not ``"ok"`` get zeros and the catalog reason in ``sim_status``.
+    store : str
+        Zarr directory, created if absent, resumed if it holds the same run.
+    conditions : Conditions
+        Instrument setup of the patterns (stored in the attrs).
+    chunk_size : int, optional
+        Structures per task and per Zarr chunk (default: the store's, else 500). Bounds worker memory.
+    d_min_angstrom : float, optional
+        Keep reflections down to this d-spacing (default ``conditions.d_min_angstrom``); smaller values
+        let :func:`retarget` reach wider ranges or shorter wavelengths later.
+    restart : bool
+        Discard a store made with other conditions, catalog or chunking instead of refusing.
+    client : distributed.Client, optional
+        Run on Dask (``executor="dask"``); without one the serial executor runs in this process.
+    executor : str or executor, optional
+        ``"serial"``, ``"dask"`` or an object with ``execute(work, tasks, on_done)``.
+    progress : bool
+        Show a progress bar (stderr).
+    log : callable
+        Receives one-line messages (resume, restart).
+
+    Returns
+    -------
+    RunSummary
+    """
+    t0 = time.perf_counter()
+    store = os.path.abspath(os.fspath(store))
+    info = read_catalog_info(catalog)
+    if d_min_angstrom is None:
+        d_min_angstrom = conditions.d_min_angstrom
+    if d_min_angstrom > conditions.d_min_angstrom + 1e-12:
+        raise StoreError(f"d_min_angstrom {d_min_angstrom} is above what the conditions need "
+                         f"({conditions.d_min_angstrom:.6g} angstrom); give a smaller value or none")
+    with StoreLock(store) as lock:
+        old = _read_json(_control(store, "run.json")) or {}
+        if chunk_size is None:
+            chunk_size = old.get("chunk_size", DEFAULT_CHUNK_SIZE) if not restart else DEFAULT_CHUNK_SIZE
+        fingerprint = {"format": FORMAT, "kind": "simulate", "conditions": conditions.to_dict(),
+                       "catalog_sha256": info.sha256, "n_structures": info.n_rows,
+                       "d_min_angstrom": float(d_min_angstrom), "chunk_size": int(chunk_size)}
+        attrs = {"format": FORMAT, "kind": "simulate", "conditions": conditions.to_json(),
+                 "catalog_sha256": info.sha256, "catalog_path": info.path, "d_min_angstrom": float(d_min_angstrom),
+                 "chunk_size": int(chunk_size), "versions": package_versions()}
+        _prepare(store, fingerprint, restart, lambda: _write_template(
+            store, info.labels["id"].to_numpy(), info.labels, conditions, chunk_size, attrs), log)
+        work = SimulateChunks(store, info.path, conditions.to_json(), float(d_min_angstrom), lock.token,
+                              info.row_group_starts)
+        return _execute(store, work, info.n_rows, chunk_size, executor, client, progress, log, t0)
+
+
+def retarget(source: str, out: str, conditions: Conditions, *, restart: bool = False, client=None,
+             executor=None, progress: bool = False, log: Callable[[str], None] = lambda s: None) -> RunSummary:
+    """New patterns for ``conditions`` from the reflections of a finished store, without re-simulating.
+
+    The output store has the same rows, labels, chunking and reflections as ``source``; only
+    ``intensity``, ``two_theta`` and the ``conditions`` attr change. Refused when ``conditions`` needs
+    d-spacings below the ``d_min_angstrom`` the source stored.
+    """
+    t0 = time.perf_counter()
+    source = os.path.abspath(os.fspath(source))
+    out = os.path.abspath(os.fspath(out))
+    if source == out:
+        raise StoreError(f"retarget needs a new output store, got the source {source} as --out")
+    ds = open_dataset(source)
+    src_d_min = float(ds.attrs["d_min_angstrom"])
+    if conditions.d_min_angstrom < src_d_min * (1 - 1e-9):
+        raise StoreError(
+            f"the new conditions need reflections down to d = {conditions.d_min_angstrom:.4f} angstrom "
+            f"(wavelength {max(conditions.wavelengths_angstrom)} angstrom at 2-theta {conditions.two_theta_max_deg} "
+            f"degree) but store {source} holds them only down to {src_d_min:.4f} angstrom. Lower --two-theta-max "
+            f"(or use a longer wavelength), or re-simulate with --d-min-angstrom {conditions.d_min_angstrom:.4f}."
+        )
+    chunk_size = int(ds.attrs["chunk_size"])
+    src_run = _read_json(_control(source, "run.json"))
+    with StoreLock(out) as lock:
+        fingerprint = {"format": FORMAT, "kind": "retarget", "conditions": conditions.to_dict(),
+                       "catalog_sha256": ds.attrs["catalog_sha256"], "n_structures": ds.sizes["structure"],
+                       "d_min_angstrom": src_d_min, "chunk_size": chunk_size, "source": src_run}
+        attrs = {k: v for k, v in ds.attrs.items() if k not in ("conditions", "kind")}
+        attrs.update(kind="retarget", conditions=conditions.to_json(), versions=package_versions(),
+                     retargeted_from={"store": source, "conditions": ds.attrs["conditions"]})
+        labels = {name: ds[name].values for name in LABEL_COORDS}
+        _prepare(out, fingerprint, restart, lambda: _write_template(
+            out, ds["structure_id"].values, labels, conditions, chunk_size, attrs), log)
+        work = RetargetChunks(source, out, conditions.to_json(), lock.token)
+        return _execute(out, work, ds.sizes["structure"], chunk_size, executor, client, progress, log, t0)
+
+
+# ====================================================================================== readers ==
+@dataclass(frozen=True)
+class StoreStatus:
+    """Progress of a store: chunks done of chunks planned, structures with and without a pattern."""
+
+    n_structures: int
+    n_chunks: int
+    chunks_done: int
+    n_ok: int
+    n_failed: int
+
+    @property
+    def complete(self) -> bool:
+        return self.chunks_done == self.n_chunks
+
+
+def status(store: str) -> StoreStatus:
+    """Read the fingerprint and done markers of a store."""
+    run = _read_json(_control(os.fspath(store), "run.json"))
+    if run is None:
+        raise StoreError(f"{store} is not an xrdbatch store (no {CONTROL}/run.json): make it with `xrdbatch simulate`")
+    markers = done_chunks(os.fspath(store))
+    return StoreStatus(run["n_structures"], n_chunks(run["n_structures"], run["chunk_size"]), len(markers),
+                       sum(m["n_ok"] for m in markers.values()), sum(m["n_failed"] for m in markers.values()))
+
+
+def open_dataset(store: str, *, require_complete: bool = True):
+    """The store as an ``xarray.Dataset`` (lazy, Dask chunks = Zarr chunks).
+
+    With ``require_complete`` (default) an unfinished store is an error that says how to finish it.
+    """
+    import xarray as xr
+
+    store = os.fspath(store)
+    if require_complete:
+        st = status(store)
+        if not st.complete:
+            raise StoreError(f"store {store} is incomplete ({st.chunks_done} of {st.n_chunks} chunks done): rerun the "
+                             "`xrdbatch simulate` (or retarget) command that made it to finish it")
+    return xr.open_zarr(store, consolidated=False)
+
+
+def read_conditions(store: str) -> Conditions:
+    """The :class:`Conditions` a store was made with (from its attrs)."""
+    import zarr
+
+    return Conditions.from_json(zarr.open_group(os.fspath(store), mode="r").attrs["conditions"])
+
+
+def reflection_offsets(store: str) -> np.ndarray:
+    """Global offsets ``(n_structure + 1,)`` into the concatenated per-chunk reflection arrays."""
+    import zarr
+
+    return zarr.open_array(os.fspath(store), path="reflections/offsets", mode="r")[:]
+
+
+def read_reflections(store: str, start: int = 0, stop: int | None = None) -> list:
+    """Stored :class:`~xrdbatch.simulate.Reflections` of structures ``[start, stop)`` (condition-free).
+
+    Structures without reflections (failed, not simulated) come back empty.
+    """
+    import zarr
+
+    from xrdbatch.simulate import Reflections
+
+    store = os.fspath(store)
+    root = zarr.open_group(store, mode="r")
+    chunk_size = int(root.attrs["chunk_size"])
+    count_arr = zarr.open_array(store, path="reflections/count", mode="r")
+    stop = count_arr.shape[0] if stop is None else stop
+    out = []
+    for task in plan_chunks(count_arr.shape[0], chunk_size):
+        lo, hi = max(start, task.start), min(stop, task.stop)
+        if lo >= hi:
+            continue
+        counts = count_arr[task.start:task.stop]
+        if (counts < 0).any():
+            raise StoreError(f"store {store}: chunk {task.index} is not done; rerun the command that made the store")
+        local = np.concatenate([[0], np.cumsum(counts)])
+        a, b = int(local[lo - task.start]), int(local[hi - task.start])
+        group = zarr.open_group(store, path=f"reflections/chunk-{task.index:06d}", mode="r")
+        d, inten, hkl = (group[name][a:b] for name in ("d_angstrom", "intensity", "hkl"))
+        edges = local[lo - task.start:hi - task.start + 1] - a
+        out += [Reflections(d[i:j], inten[i:j], hkl[i:j]) for i, j in zip(edges[:-1], edges[1:])]
+    return out
