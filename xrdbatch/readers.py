@@ -126,14 +126,14 @@ def _clean_meta(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if v is not None and v != ""}
 
 
-def _finish(path, x, y, axis, meta) -> Pattern:
+def _finish(path, x, y, axis, meta, min_points: int = MIN_POINTS) -> Pattern:
     """Common checks: float64, equal lengths, finite abscissa, sorted, enough points."""
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.size != y.size:
         raise ReaderError(path, f"abscissa has {x.size} points but intensity has {y.size}")
-    if x.size < MIN_POINTS:
-        raise ReaderError(path, f"only {x.size} data points; a powder pattern needs at least {MIN_POINTS} "
+    if x.size < min_points:
+        raise ReaderError(path, f"only {x.size} data points; a powder pattern needs at least {min_points} "
                                 "(is this a peak list or background points?)")
     if not np.all(np.isfinite(x)):
         raise ReaderError(path, "the abscissa has non-finite values")
@@ -289,7 +289,12 @@ def _scan_numbers_py(buf):  # pragma: no cover - runs compiled
                 if exp10 > 0:
                     v = v * pow10[exp10] if exp10 < 23 else v * 10.0 ** exp10
                 elif exp10 < 0:
-                    v = v / pow10[-exp10] if -exp10 < 23 else v / 10.0 ** (-exp10)
+                    if -exp10 < 23:
+                        v = v / pow10[-exp10]
+                    elif exp10 > -300:
+                        v = v / 10.0 ** (-exp10)
+                    else:  # 10**330 would overflow: two steps
+                        v = v / 10.0 ** (-exp10 - 300) / 1e300
                 values[n_values] = sign * v
                 n_values += 1
                 line_count += 1
@@ -336,10 +341,18 @@ def parse_numbers(data: bytes):
 
 
 # ----------------------------------------------------------------------- text columns ----
-_AXIS_WORDS = (
-    (re.compile(rb"\b(q|q_?\(?1/a|q\s*\[)", re.I), "q_per_angstrom"),
-    (re.compile(rb"\b(d[-_ ]?spacing|d\s*\(a|d\s*\[a)", re.I), "d_angstrom"),
-)
+def _axis_from_header(header: bytes) -> str:
+    """The abscissa named by the first column title of the last header line (``Q``, ``q(1/A)``, ``d``...)."""
+    lines = header.strip().splitlines()
+    if not lines:
+        return "two_theta_deg"
+    tokens = lines[-1].strip().lstrip(b"#!;% ").replace(b",", b" ").split()
+    first = tokens[0].lower() if tokens else b""
+    if re.fullmatch(rb"q(_?\(.*\)|_?\[.*\]|/.*|_inv.*)?", first):
+        return "q_per_angstrom"
+    if re.fullmatch(rb"d(_?\(.*\)|_?\[.*\]|[-_]?spacing.*)?", first):
+        return "d_angstrom"
+    return "two_theta_deg"
 
 
 def _header_meta(header: bytes) -> dict:
@@ -431,11 +444,7 @@ def _read_text(path, data: bytes, fmt: str = "xy") -> list:
         rows = np.flatnonzero(counts == ncol)
         idx = (ends[rows] - ncol)[:, None] + np.arange(ncol)
         table = values[idx]
-    axis = "two_theta_deg"
-    for regex, name in _AXIS_WORDS:
-        last = header.strip().splitlines()[-1:] if header.strip() else []
-        if last and regex.search(last[0]):
-            axis = name
+    axis = _axis_from_header(header)
     return [_finish(path, table[:, 0], table[:, 1], axis, meta)]
 
 
@@ -620,7 +629,8 @@ def _raw_v3(path, data):
                 "range": r, "wavelength_angstrom": ka1 if ka1 > 0 else (used if used > 0 else None),
                 "wavelength2_angstrom": ka2 if ka2 > 0 else None, "ka2_ratio": ratio if ratio > 0 else None,
                 "wavelength_mean_angstrom": avg if avg > 0 else None}
-        patterns.append(_finish(path, start_2theta + step * np.arange(steps), y, "two_theta_deg", meta))
+        patterns.append(_finish(path, start_2theta + step * np.arange(steps), y, "two_theta_deg", meta,
+                                min_points=2 if n_ranges > 1 else MIN_POINTS))
     if not patterns:
         raise ReaderError(path, "Bruker RAW v3 file with no data range")
     return patterns
