@@ -1,0 +1,626 @@
+"""Powder X-ray diffraction of a :class:`~xrdbatch.crystal.Crystal`: reflections, then patterns.
+
+Two steps, split where the physics splits:
+
+1. :func:`reflections` (crystal, resolution limit) -> :class:`Reflections`. Condition-free: every reciprocal
+   lattice point ``g = h a* + k b* + l c*`` with ``|g| = 1/d <= 1/d_min`` is enumerated, its structure factor
+
+       F(hkl) = sum_j occ_j f_j(s) exp(-B_j s^2) exp(2 pi i (h x_j + k y_j + l z_j)),      s = 1 / (2 d)
+
+   is computed with the atomic scattering factors of :mod:`xrdbatch._scattering` (pymatgen's
+   parametrisation, ``f(s) = Z - 41.78214 s^2 sum_i a_i exp(-b_i s^2)``), and reflections at the same d
+   (the symmetry-equivalent ones, and accidental coincidences) are merged by summing ``|F|^2``. The result
+   is ``|F|^2 x multiplicity`` per distinct d: nothing depends on the wavelength or the instrument.
+   Friedel's law ``|F(hkl)| = |F(-h-k-l)|`` holds without anomalous scattering, so only the half-space
+   ``(h, k, l) > 0`` (lexicographically) is computed and counted twice.
+2. :func:`patterns` (reflections, :class:`~xrdbatch.conditions.Conditions`) -> float32 rows on the 2-theta
+   grid: Bragg's law ``lambda = 2 d sin(theta)`` for each line (K-alpha1 and, optionally, K-alpha2 with its
+   ratio), the Lorentz-polarisation factor, and an area-normalised peak profile (pseudo-Voigt, Gaussian or
+   Lorentzian; constant FWHM or Caglioti) evaluated only within ``window_fwhm`` FWHM of each peak.
+   This is much cheaper than step 1, so a store of reflections can be re-targeted to other instruments.
+
+:func:`stick_pattern` reproduces ``pymatgen XRDCalculator(wavelength).get_pattern(structure, scaled=True,
+two_theta_range=...)`` peak by peak (positions, scaled intensities, hkl families, d), from the same physics.
+
+The heavy loops are numba kernels (``cache=True``: compiled once per machine, then loaded from the
+on-disk cache in ~0.1 s per process). Memory is O(reflections + atoms x max index): the structure-factor
+kernel streams over hkl with per-atom phase tables, so cells of thousands of atoms stay bounded.
+
+References
+----------
+M. De Graef and M. E. McHenry, *Structure of Materials*, chapters 11-12 (kinematic powder intensities).
+International Tables for Crystallography vol. C, 6.2 (Lorentz-polarisation), 4.3 (scattering factors).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from numba import njit
+
+from xrdbatch._scattering import SCATTERING_PARAMS
+from xrdbatch.conditions import Conditions
+from xrdbatch.crystal import Crystal
+
+#: Mott-Bethe constant of the scattering-factor formula (pymatgen's value), angstrom^-2 units folded in.
+MOTT_BETHE = 41.78214
+
+#: Reflections whose 1/d^2 differ by less than this relative amount are one reflection (same d).
+#: Far below any physical resolution, far above floating-point noise of the metric (~1e-15).
+D_MERGE_REL_TOL = 1e-9
+
+#: Merged reflections with |F|^2 x m below this fraction of the strongest are systematic absences
+#: (cancellation leaves ~1e-30 relative); pymatgen's own cut-off is 1e-5 of the strongest peak.
+ABSENT_REL_TOL = 1e-12
+
+#: pymatgen's peak-merging bin in 2-theta (degrees) and its cut-off for "zero" scaled peaks (of 100).
+PYMATGEN_TWO_THETA_TOL_DEG = 1e-5
+PYMATGEN_SCALED_INTENSITY_TOL = 1e-3
+
+#: Default half-width of the window, in FWHM, over which a profile is evaluated. A Lorentzian is at
+#: 1/(1 + 4 * 10^2) = 0.25 % of its height 10 FWHM from the centre; a Gaussian at 3 FWHM is 1.4e-11.
+WINDOW_FWHM = 10.0
+
+_PROFILE_CODES = {"gaussian": 0, "lorentzian": 1, "pseudo_voigt": 2}
+
+
+class Reflections(NamedTuple):
+    """Condition-free reflections of one crystal, one row per distinct d-spacing.
+
+    Attributes
+    ----------
+    d_angstrom : ndarray, shape (m,), float64
+        d-spacings in angstrom, sorted descending.
+    intensity : ndarray, shape (m,), float64
+        ``|F|^2 x multiplicity`` (electrons^2; occupancies and Debye-Waller included), summed over all
+        hkl at this d. No Lorentz-polarisation (it depends on the wavelength).
+    hkl : ndarray, shape (m, 3), int32
+        A representative Miller index: the lexicographically largest of the hkl at this d.
+    """
+
+    d_angstrom: np.ndarray
+    intensity: np.ndarray
+    hkl: np.ndarray
+
+
+class StickPattern(NamedTuple):
+    """Peaks of one pattern, laid out like pymatgen's ``DiffractionPattern``.
+
+    Attributes
+    ----------
+    two_theta_deg : ndarray, shape (p,)
+        Peak positions in degrees (ascending).
+    intensity : ndarray, shape (p,)
+        Integrated intensities with Lorentz-polarisation, scaled so the strongest is 100.
+    hkls : list of list of dict
+        Per peak, the families ``{"hkl": tuple, "multiplicity": int}`` (4-index for hexagonal lattices),
+        as pymatgen reports them.
+    d_angstrom : ndarray, shape (p,)
+        d-spacing of each peak in angstrom.
+    """
+
+    two_theta_deg: np.ndarray
+    intensity: np.ndarray
+    hkls: list
+    d_angstrom: np.ndarray
+
+
+# ============================================================================ kernels (numba) ====
+@njit(cache=True, nogil=True)
+def _phase_table(frac_col, n_max, negative):
+    """exp(2 pi i n x_j) for n = 0..n_max (or -n_max..n_max): arrays (n, M) re, im, by recurrence."""
+    m = frac_col.shape[0]
+    n0 = n_max if negative else 0
+    rows = n0 + n_max + 1
+    re = np.empty((rows, m))
+    im = np.empty((rows, m))
+    for j in range(m):
+        phi = 2.0 * math.pi * frac_col[j]
+        c1 = math.cos(phi)
+        s1 = math.sin(phi)
+        re[n0, j] = 1.0
+        im[n0, j] = 0.0
+        cr = 1.0
+        ci = 0.0
+        for n in range(1, n_max + 1):
+            # re-anchor every 16 steps so the recurrence error stays at ~1e-15
+            if n % 16 == 0:
+                cr = math.cos(phi * n)
+                ci = math.sin(phi * n)
+            else:
+                cr, ci = cr * c1 - ci * s1, cr * s1 + ci * c1
+            re[n0 + n, j] = cr
+            im[n0 + n, j] = ci
+            if negative:
+                re[n0 - n, j] = cr
+                im[n0 - n, j] = -ci
+    return re, im
+
+
+@njit(cache=True, nogil=True)
+def _l_range(gs, h, k, lmax, gmax2):
+    """Integer l interval (inclusive) where h,k,l can lie inside the sphere |g|^2 <= gmax2."""
+    a = gs[2, 2]
+    b = gs[0, 2] * h + gs[1, 2] * k
+    c = gs[0, 0] * h * h + 2.0 * gs[0, 1] * h * k + gs[1, 1] * k * k - gmax2
+    disc = b * b - a * c
+    if disc < 0.0:
+        return 1, 0
+    r = math.sqrt(disc)
+    lo = int(math.floor((-b - r) / a)) - 1
+    hi = int(math.ceil((-b + r) / a)) + 1
+    if lo < -lmax:
+        lo = -lmax
+    if hi > lmax:
+        hi = lmax
+    if h == 0 and k == 0 and lo < 1:
+        lo = 1
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def _structure_factors(gs, gmax2, hmax, kmax, lmax, frac, occ, type_start, type_z, type_a, type_b, type_biso):
+    """|F|^2 of every hkl of the Friedel half-space with 0 < |g|^2 <= gmax2.
+
+    gs: reciprocal metric (3, 3) in 1/angstrom^2; frac (M, 3) sorted by type; type_start (T+1,).
+    Returns hkl (N, 3) int32, g2 (N,) float64 (1/d^2), f2 (N,) float64.
+    """
+    m = frac.shape[0]
+    n_types = type_z.shape[0]
+    # count first (cheap), then fill
+    n = 0
+    for h in range(0, hmax + 1):
+        for k in range(-kmax, kmax + 1):
+            if h == 0 and k < 0:
+                continue
+            lo, hi = _l_range(gs, h, k, lmax, gmax2)
+            for l in range(lo, hi + 1):
+                g2 = (gs[0, 0] * h * h + gs[1, 1] * k * k + gs[2, 2] * l * l
+                      + 2.0 * (gs[0, 1] * h * k + gs[0, 2] * h * l + gs[1, 2] * k * l))
+                if g2 <= gmax2:
+                    n += 1
+    hkl = np.empty((n, 3), dtype=np.int32)
+    g2s = np.empty(n)
+    f2s = np.empty(n)
+    if n == 0:
+        return hkl, g2s, f2s
+    xr, xi = _phase_table(frac[:, 0].copy(), hmax, False)
+    yr, yi = _phase_table(frac[:, 1].copy(), kmax, True)
+    zr, zi = _phase_table(frac[:, 2].copy(), lmax, True)
+    pr = np.empty(m)
+    pi_ = np.empty(m)
+    fs = np.empty(n_types)
+    i = 0
+    for h in range(0, hmax + 1):
+        for k in range(-kmax, kmax + 1):
+            if h == 0 and k < 0:
+                continue
+            lo, hi = _l_range(gs, h, k, lmax, gmax2)
+            if lo > hi:
+                continue
+            ky = k + kmax
+            for j in range(m):
+                ar = xr[h, j] * yr[ky, j] - xi[h, j] * yi[ky, j]
+                ai = xr[h, j] * yi[ky, j] + xi[h, j] * yr[ky, j]
+                pr[j] = occ[j] * ar
+                pi_[j] = occ[j] * ai
+            for l in range(lo, hi + 1):
+                g2 = (gs[0, 0] * h * h + gs[1, 1] * k * k + gs[2, 2] * l * l
+                      + 2.0 * (gs[0, 1] * h * k + gs[0, 2] * h * l + gs[1, 2] * k * l))
+                if g2 > gmax2:
+                    continue
+                s2 = 0.25 * g2
+                lz = l + lmax
+                fr = 0.0
+                fi = 0.0
+                for t in range(n_types):
+                    acc = 0.0
+                    for q in range(4):
+                        acc += type_a[t, q] * math.exp(-type_b[t, q] * s2)
+                    f = type_z[t] - MOTT_BETHE * s2 * acc
+                    if type_biso[t] != 0.0:
+                        f *= math.exp(-type_biso[t] * s2)
+                    sr = 0.0
+                    si = 0.0
+                    for j in range(type_start[t], type_start[t + 1]):
+                        sr += pr[j] * zr[lz, j] - pi_[j] * zi[lz, j]
+                        si += pr[j] * zi[lz, j] + pi_[j] * zr[lz, j]
+                    fr += f * sr
+                    fi += f * si
+                hkl[i, 0] = h
+                hkl[i, 1] = k
+                hkl[i, 2] = l
+                g2s[i] = g2
+                f2s[i] = fr * fr + fi * fi
+                i += 1
+    return hkl, g2s, f2s
+
+
+@njit(cache=True, nogil=True)
+def _merge_by_d(hkl, g2, f2, rel_tol, absent_rel_tol):
+    """Merge half-space reflections of equal 1/d^2; returns d (descending), 2 * sum |F|^2, max hkl."""
+    n = g2.shape[0]
+    order = np.argsort(g2)
+    start = np.empty(n + 1, dtype=np.int64)
+    n_groups = 0
+    for r in range(n):
+        if r == 0 or g2[order[r]] - g2[order[start[n_groups - 1]]] > rel_tol * g2[order[start[n_groups - 1]]]:
+            start[n_groups] = r
+            n_groups += 1
+    start[n_groups] = n
+    d = np.empty(n_groups)
+    inten = np.empty(n_groups)
+    rep = np.empty((n_groups, 3), dtype=np.int32)
+    top = 0.0
+    for gi in range(n_groups):
+        s = 0.0
+        best = order[start[gi]]
+        for r in range(start[gi], start[gi + 1]):
+            o = order[r]
+            s += f2[o]
+            if (hkl[o, 0] > hkl[best, 0] or (hkl[o, 0] == hkl[best, 0] and (hkl[o, 1] > hkl[best, 1] or (
+                    hkl[o, 1] == hkl[best, 1] and hkl[o, 2] > hkl[best, 2])))):
+                best = o
+        d[gi] = 1.0 / math.sqrt(g2[order[start[gi]]])
+        inten[gi] = 2.0 * s  # Friedel mate -h-k-l
+        rep[gi, 0] = hkl[best, 0]
+        rep[gi, 1] = hkl[best, 1]
+        rep[gi, 2] = hkl[best, 2]
+        if inten[gi] > top:
+            top = inten[gi]
+    keep = inten > absent_rel_tol * top
+    return d[keep], inten[keep], rep[keep]
+
+
+@njit(cache=True, nogil=True)
+def _patterns_kernel(d, inten, offsets, out, tt0, step, lambdas, weights, profile, fwhm, u, v, w, eta,
+                     mono_cos2, window_fwhm):
+    """Accumulate windowed, area-normalised profiles of all reflections into rows of ``out`` (float32)."""
+    n_struct = offsets.shape[0] - 1
+    npts = out.shape[1]
+    buf = np.zeros(npts)
+    deg = 180.0 / math.pi
+    gauss_c = 4.0 * math.log(2.0)
+    gauss_norm = 2.0 * math.sqrt(math.log(2.0) / math.pi)
+    caglioti = u != 0.0 or v != 0.0 or w != 0.0
+    tt_end = tt0 + step * (npts - 1)
+    for s in range(n_struct):
+        buf[:] = 0.0
+        for r in range(offsets[s], offsets[s + 1]):
+            for li in range(lambdas.shape[0]):
+                x = lambdas[li] / (2.0 * d[r])
+                if x >= 1.0:
+                    continue
+                th = math.asin(x)
+                tt = 2.0 * th * deg
+                if caglioti:
+                    tn = math.tan(th)
+                    h2 = u * tn * tn + v * tn + w
+                    hw = math.sqrt(h2) if h2 > 0.0 else step
+                else:
+                    hw = fwhm
+                half = window_fwhm * hw
+                if tt + half < tt0 or tt - half > tt_end:
+                    continue
+                c2 = math.cos(2.0 * th)
+                sn = math.sin(th)
+                if mono_cos2 < 0.0:
+                    lp = (1.0 + c2 * c2) / (sn * sn * math.cos(th))
+                else:
+                    lp = (1.0 + mono_cos2 * c2 * c2) / ((1.0 + mono_cos2) * sn * sn * math.cos(th))
+                amp = weights[li] * inten[r] * lp
+                i0 = int(math.ceil((tt - half - tt0) / step))
+                i1 = int(math.floor((tt + half - tt0) / step))
+                if i0 < 0:
+                    i0 = 0
+                if i1 > npts - 1:
+                    i1 = npts - 1
+                inv = 1.0 / hw
+                ag = amp * (1.0 - eta) * gauss_norm * inv if profile != 1 else 0.0
+                al = amp * eta * 2.0 / math.pi * inv if profile == 2 else (amp * 2.0 / math.pi * inv
+                                                                           if profile == 1 else 0.0)
+                if profile == 0:
+                    ag = amp * gauss_norm * inv
+                gcut = 3.5 * hw
+                for i in range(i0, i1 + 1):
+                    dx = (tt0 + i * step - tt) * inv
+                    val = 0.0
+                    if al != 0.0:
+                        val += al / (1.0 + 4.0 * dx * dx)
+                    if ag != 0.0 and abs(dx) * hw < gcut:
+                        val += ag * math.exp(-gauss_c * dx * dx)
+                    buf[i] += val
+        top = 0.0
+        for i in range(npts):
+            if buf[i] > top:
+                top = buf[i]
+        if top > 0.0:
+            scale = 1.0 / top
+            for i in range(npts):
+                out[s, i] = buf[i] * scale
+        else:
+            for i in range(npts):
+                out[s, i] = 0.0
+
+
+# ============================================================================== public API ====
+def _as_crystal(structure_or_crystal) -> Crystal:
+    if isinstance(structure_or_crystal, Crystal):
+        return structure_or_crystal
+    if hasattr(structure_or_crystal, "lattice") and hasattr(structure_or_crystal, "sites"):
+        return Crystal.from_structure(structure_or_crystal)
+    raise TypeError(
+        f"expected an xrdbatch Crystal or a pymatgen Structure, got {type(structure_or_crystal).__name__}; "
+        "build one with Crystal.from_structure(structure) or xrdbatch.sources"
+    )
+
+
+def _kernel_inputs(crystal: Crystal):
+    """Entries grouped into scattering types (element, B): contiguous arrays for the kernel."""
+    symbols = crystal.symbols
+    unknown = sorted({s for s in symbols if s not in SCATTERING_PARAMS})
+    if unknown:
+        raise ValueError(
+            f"no X-ray scattering factors for {unknown}: expected element symbols of the table in "
+            f"xrdbatch._scattering ({len(SCATTERING_PARAMS)} elements, H..Cf); remove or replace these species"
+        )
+    b_iso = crystal.b_iso
+    keys: dict[tuple[str, float], int] = {}
+    type_of = np.empty(len(symbols), dtype=np.int64)
+    for j, (sym, b) in enumerate(zip(symbols, b_iso.tolist())):
+        type_of[j] = keys.setdefault((sym, b), len(keys))
+    order = np.argsort(type_of, kind="stable")
+    counts = np.bincount(type_of, minlength=len(keys))
+    type_start = np.zeros(len(keys) + 1, dtype=np.int64)
+    np.cumsum(counts, out=type_start[1:])
+    n_types = len(keys)
+    type_z = np.empty(n_types)
+    type_a = np.zeros((n_types, 4))
+    type_b = np.zeros((n_types, 4))
+    type_biso = np.empty(n_types)
+    for (sym, b), t in keys.items():
+        z, coeffs = SCATTERING_PARAMS[sym]
+        type_z[t] = z
+        for q, (a_q, b_q) in enumerate(coeffs):
+            type_a[t, q] = a_q
+            type_b[t, q] = b_q
+        type_biso[t] = b
+    frac = np.ascontiguousarray(crystal.frac_coords[order], dtype=np.float64)
+    occ = np.ascontiguousarray(crystal.occupancies[order], dtype=np.float64)
+    return frac, occ, type_start, type_z, type_a, type_b, type_biso
+
+
+def _half_space(crystal: Crystal, g_max_per_angstrom: float):
+    """All hkl of the Friedel half-space with 0 < |g| <= g_max: (hkl int32 (N,3), g2 (N,), |F|^2 (N,))."""
+    lattice = crystal.lattice
+    gs = np.linalg.inv(lattice @ lattice.T)  # reciprocal metric, 1/angstrom^2
+    lengths = np.sqrt(np.sum(lattice * lattice, axis=1))
+    # |h| = |a . g| <= |a| |g|
+    hmax, kmax, lmax = (int(math.floor(x * g_max_per_angstrom + 1e-9)) for x in lengths)
+    gmax2 = float(g_max_per_angstrom) ** 2
+    if crystal.n_entries == 0:
+        return np.empty((0, 3), np.int32), np.empty(0), np.empty(0)
+    return _structure_factors(gs, gmax2, hmax, kmax, lmax, *_kernel_inputs(crystal))
+
+
+def reflections(crystal: Crystal, d_min_angstrom: float) -> Reflections:
+    """Condition-free reflections of ``crystal`` down to ``d_min_angstrom``.
+
+    Parameters
+    ----------
+    crystal : Crystal
+        The structure (lattice in angstrom, fractional coordinates, occupancies, B in angstrom^2).
+    d_min_angstrom : float
+        Resolution limit: reflections with ``d >= d_min_angstrom`` (use ``conditions.d_min_angstrom``).
+
+    Returns
+    -------
+    Reflections
+        One row per distinct d (descending), ``|F|^2 x multiplicity`` and a representative hkl. Systematic
+        absences (|F|^2 below 1e-12 of the strongest) are dropped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xrdbatch.crystal import Crystal
+    >>> po = Crystal(np.eye(3) * 3.0, ["Po"], [[0, 0, 0]], [1.0], [0.0])   # simple cubic
+    >>> r = reflections(po, 1.2)
+    >>> r.hkl[:3].tolist(), np.round(r.d_angstrom[:3], 4).tolist()
+    ([[1, 0, 0], [1, 1, 0], [1, 1, 1]], [3.0, 2.1213, 1.7321])
+    >>> round(float(r.intensity[0] / r.intensity[1]), 3)   # 6 f(s_100)^2 / (12 f(s_110)^2)
+    0.592
+    """
+    if not d_min_angstrom > 0:
+        raise ValueError(f"d_min_angstrom must be positive, got {d_min_angstrom!r}")
+    hkl, g2, f2 = _half_space(crystal, 1.0 / float(d_min_angstrom))
+    if len(g2) == 0:
+        return Reflections(np.empty(0), np.empty(0), np.empty((0, 3), np.int32))
+    d, inten, rep = _merge_by_d(hkl, g2, f2, D_MERGE_REL_TOL, ABSENT_REL_TOL)
+    return Reflections(d, inten, rep)
+
+
+def _flatten(refls: Sequence[Reflections]):
+    sizes = np.fromiter((len(r.d_angstrom) for r in refls), dtype=np.int64, count=len(refls))
+    offsets = np.zeros(len(refls) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    if offsets[-1]:
+        d = np.ascontiguousarray(np.concatenate([r.d_angstrom for r in refls]), dtype=np.float64)
+        inten = np.ascontiguousarray(np.concatenate([r.intensity for r in refls]), dtype=np.float64)
+    else:
+        d = np.empty(0)
+        inten = np.empty(0)
+    return d, inten, offsets
+
+
+def patterns_from_flat(d_angstrom, intensity, offsets, conditions: Conditions, *,
+                       window_fwhm: float = WINDOW_FWHM) -> np.ndarray:
+    """:func:`patterns` on ragged arrays (as stored: flat ``d``, ``intensity`` and ``offsets`` (n+1,))."""
+    d = np.ascontiguousarray(d_angstrom, dtype=np.float64)
+    inten = np.ascontiguousarray(intensity, dtype=np.float64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    c = conditions
+    lambdas = np.array(c.wavelengths_angstrom, dtype=np.float64)
+    weights = np.array([1.0, c.ka2_ratio][: len(lambdas)], dtype=np.float64)
+    mono = -1.0 if c.monochromator_two_theta_deg is None else math.cos(math.radians(c.monochromator_two_theta_deg)) ** 2
+    out = np.empty((len(offsets) - 1, c.n_points), dtype=np.float32)
+    _patterns_kernel(d, inten, offsets, out, float(c.two_theta_min_deg), float(c.two_theta_step_deg), lambdas,
+                     weights, _PROFILE_CODES[c.profile], float(c.fwhm_deg), float(c.caglioti_u_deg2),
+                     float(c.caglioti_v_deg2), float(c.caglioti_w_deg2), float(c.eta), mono, float(window_fwhm))
+    return out
+
+
+def patterns(refls: Sequence[Reflections], conditions: Conditions, *, window_fwhm: float = WINDOW_FWHM) -> np.ndarray:
+    """Powder patterns on the 2-theta grid of ``conditions``, one row per reflection set.
+
+    For each reflection and each line (K-alpha1, and K-alpha2 with weight ``ka2_ratio`` when given),
+    ``theta = arcsin(lambda / 2d)``; the integrated intensity ``|F|^2 m x LP(theta)`` with the
+    Lorentz-polarisation factor
+
+        LP = (1 + cos^2(2 theta_m) cos^2(2 theta)) / ((1 + cos^2(2 theta_m)) sin^2(theta) cos(theta))
+
+    (``theta_m`` the monochromator angle; without a monochromator ``LP = (1 + cos^2 2theta) / (sin^2 theta
+    cos theta)``, pymatgen's form) is spread with an area-normalised profile of FWHM ``H`` (constant
+    ``fwhm_deg``, or Caglioti ``H^2 = U tan^2 theta + V tan theta + W``): Gaussian
+    ``(2/H) sqrt(ln2/pi) exp(-4 ln2 x^2/H^2)``, Lorentzian ``(2/(pi H)) / (1 + 4 x^2/H^2)``, or the
+    pseudo-Voigt ``eta L + (1 - eta) G``, evaluated within ``window_fwhm * H`` of the peak only.
+
+    Parameters
+    ----------
+    refls : sequence of Reflections
+        From :func:`reflections` (computed down to at least ``conditions.d_min_angstrom``; shorter d are
+        ignored, so reflections computed for a wider range can be reused).
+    conditions : Conditions
+    window_fwhm : float
+        Half-width of the evaluated window, in FWHM.
+
+    Returns
+    -------
+    ndarray, shape (len(refls), conditions.n_points), float32
+        Each row scaled to a maximum of 1; all zeros when no peak reaches the grid.
+    """
+    d, inten, offsets = _flatten(refls)
+    return patterns_from_flat(d, inten, offsets, conditions, window_fwhm=window_fwhm)
+
+
+def pattern(refl: Reflections, conditions: Conditions, *, window_fwhm: float = WINDOW_FWHM) -> np.ndarray:
+    """One row of :func:`patterns`: float32 array of shape ``(conditions.n_points,)``, max 1."""
+    return patterns([refl], conditions, window_fwhm=window_fwhm)[0]
+
+
+def _is_hexagonal(lattice: np.ndarray, angle_tol_deg: float = 5.0, length_tol: float = 0.01) -> bool:
+    """pymatgen ``Lattice.is_hexagonal``: two right angles, one of 60/120 degrees, equal lengths there."""
+    lengths = np.sqrt(np.sum(lattice * lattice, axis=1))
+    angles = []
+    for i in range(3):
+        a, b = lattice[(i + 1) % 3], lattice[(i + 2) % 3]
+        cosang = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+        angles.append(math.degrees(math.acos(max(-1.0, min(1.0, cosang)))))
+    right = [i for i in range(3) if abs(angles[i] - 90) <= angle_tol_deg]
+    hexa = [i for i in range(3) if abs(angles[i] - 60) <= angle_tol_deg or abs(angles[i] - 120) <= angle_tol_deg]
+    return len(right) == 2 and len(hexa) == 1 and abs(lengths[right[0]] - lengths[right[1]]) <= length_tol
+
+
+def stick_pattern(structure_or_crystal, conditions: Conditions) -> StickPattern:
+    """Stick pattern comparable peak by peak with pymatgen's ``XRDCalculator``.
+
+    ``stick_pattern(s, c)`` matches ``XRDCalculator(c.wavelength_angstrom).get_pattern(s, scaled=True,
+    two_theta_range=(c.two_theta_min_deg, c.two_theta_max_deg))``: the primary wavelength only (no
+    K-alpha2, no profile), Lorentz-polarisation ``(1 + cos^2 2theta) / (sin^2 theta cos theta)`` (the
+    monochromator option is honoured if set), reflections merged when their 2-theta round to the same
+    multiple of 1e-5 degrees, peaks below 1e-3 of 100 dropped, the strongest scaled to 100, and hkl families
+    (permutations of |h|, |k|, |l|; 4-index on hexagonal lattices) with multiplicities.
+
+    Parameters
+    ----------
+    structure_or_crystal : Crystal or pymatgen Structure
+    conditions : Conditions
+
+    Returns
+    -------
+    StickPattern
+    """
+    crystal = _as_crystal(structure_or_crystal)
+    lam = float(conditions.wavelength_angstrom)
+    tt_min, tt_max = float(conditions.two_theta_min_deg), float(conditions.two_theta_max_deg)
+    g_min = 2 * math.sin(math.radians(tt_min / 2)) / lam
+    g_max = 2 * math.sin(math.radians(tt_max / 2)) / lam
+    hkl, g2, f2 = _half_space(crystal, g_max)
+    g = np.sqrt(g2)
+    keep = g >= g_min
+    hkl, g, f2 = hkl[keep], g[keep], f2[keep]
+    empty = StickPattern(np.empty(0), np.empty(0), [], np.empty(0))
+    if len(g) == 0:
+        return empty
+    # pymatgen's order: by |g|, then by -h, -k, -l
+    order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], g))
+    hkl, g, f2 = hkl[order], g[order], f2[order]
+    theta = np.arcsin(np.clip(lam * g / 2, -1, 1))
+    c2 = np.cos(2 * theta)
+    if conditions.monochromator_two_theta_deg is None:
+        lp = (1 + c2**2) / (np.sin(theta) ** 2 * np.cos(theta))
+    else:
+        m2 = math.cos(math.radians(conditions.monochromator_two_theta_deg)) ** 2
+        lp = (1 + m2 * c2**2) / ((1 + m2) * np.sin(theta) ** 2 * np.cos(theta))
+    inten = 2 * f2 * lp
+    tt = np.degrees(2 * theta)
+    keys = np.round(tt / PYMATGEN_TWO_THETA_TOL_DEG).astype(np.int64)
+    # bins in ascending key order; first member (in pymatgen's order) gives 2-theta and d
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    summed = np.bincount(inverse, weights=inten, minlength=len(uniq))
+    top = summed.max()
+    kept = summed / top * 100 > PYMATGEN_SCALED_INTENSITY_TOL
+    if top <= 0 or not kept.any():
+        return empty
+    peak_of_bin = np.cumsum(kept) - 1
+    two_theta = tt[first][kept]
+    d = 1 / g[first][kept]
+    intensity = summed[kept] / summed[kept].max() * 100
+    hkls = _families(hkl, inverse, kept, peak_of_bin, _is_hexagonal(crystal.lattice))
+    return StickPattern(two_theta, intensity, hkls, d)
+
+
+def _families(hkl, bin_of, kept_bin, peak_of_bin, hexagonal):
+    """pymatgen's ``get_unique_families`` for every peak at once (vectorised).
+
+    Members of a peak are hkl and -hkl of each half-space point, in pymatgen's order; a family is a set
+    of members whose sorted |indices| agree; it is reported by its largest member (tuple order) with the
+    member count, families in order of first appearance.
+    """
+    sel = kept_bin[bin_of]
+    pos = np.flatnonzero(sel)
+    if hexagonal:
+        h, k, l = hkl[pos, 0].astype(np.int64), hkl[pos, 1].astype(np.int64), hkl[pos, 2].astype(np.int64)
+        idx = np.stack([h, k, -h - k, l], axis=1)
+    else:
+        idx = hkl[pos].astype(np.int64)
+    # interleave hkl, -hkl as pymatgen does: member order 2*pos, 2*pos + 1
+    members = np.empty((2 * len(pos), idx.shape[1]), dtype=np.int64)
+    members[0::2] = idx
+    members[1::2] = -idx
+    peak = np.repeat(peak_of_bin[bin_of[pos]], 2)
+    appear = np.arange(len(members))
+    key = np.sort(np.abs(members), axis=1)
+    # sort by (peak, key..., member descending): group = (peak, key); its last-sorted row is the max member
+    cols = [members[:, c] for c in range(members.shape[1] - 1, -1, -1)]
+    cols += [key[:, c] for c in range(key.shape[1] - 1, -1, -1)]
+    cols.append(peak)
+    order = np.lexsort(cols)
+    p_s, k_s = peak[order], key[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (p_s[1:] != p_s[:-1]) | np.any(k_s[1:] != k_s[:-1], axis=1)
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], len(order))
+    rep = members[order[ends - 1]]
+    count = ends - starts
+    first_appear = np.minimum.reduceat(appear[order], starts)
+    fam_peak = p_s[starts]
+    fam_order = np.lexsort((first_appear, fam_peak))
+    n_peaks = int(peak_of_bin[kept_bin].max()) + 1 if kept_bin.any() else 0
+    out: list[list[dict]] = [[] for _ in range(n_peaks)]
+    rep_l = rep.tolist()
+    cnt_l = count.tolist()
+    for f in fam_order.tolist():
+        out[fam_peak[f]].append({"hkl": tuple(rep_l[f]), "multiplicity": cnt_l[f]})
+    return out
