@@ -41,6 +41,191 @@ def _cmd_ingest(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- score ----
+def _add_score(sub):
+    p = sub.add_parser("score", help="score measured pattern files with a model bundle (Dask over file batches)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (recursive) or glob patterns")
+    p.add_argument("--model", required=True, help="model bundle folder or registry URL (s3://..., path/name/version)")
+    p.add_argument("--out", required=True, help="results .parquet or .csv (written atomically)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--wavelength", type=float, default=None,
+                   help="wavelength in angstrom for files that do not state theirs (default: the model's)")
+    g.add_argument("--radiation", default=None, help="same, as an X-ray line name (CuKa, MoKa1, ...)")
+    p.add_argument("--format", default=None, help="force one reader instead of detection (see xrdbatch.readers)")
+    p.add_argument("--resume", action="store_true", help="skip files that already have rows in --out")
+    p.add_argument("--batch-size", type=int, default=400, help="files per task (default 400)")
+    p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
+    p.add_argument("--endpoint-url", default=None,
+                   help="S3-compatible endpoint for an s3:// --model (or $XRDBATCH_S3_ENDPOINT_URL)")
+    _add_cluster_options(p)
+    return p
+
+
+def _cmd_score(args) -> int:
+    from xrdbatch import score
+    from xrdbatch.conditions import Conditions
+    from xrdbatch.readers import FORMATS
+    from xrdbatch.registry import RegistryError
+
+    if args.format is not None and args.format not in FORMATS:
+        raise CliError(f"unknown --format {args.format!r}; valid: {', '.join(FORMATS)}")
+    wavelength = args.wavelength
+    if args.radiation is not None:
+        try:
+            wavelength = Conditions.from_radiation(args.radiation).wavelength_angstrom
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    kw = dict(wavelength_angstrom=wavelength, format=args.format, resume=args.resume,
+              batch_size=args.batch_size, progress=True, endpoint_url=args.endpoint_url)
+    try:
+        if args.executor == "serial":
+            summary = score.score(args.inputs, args.model, args.out, executor="serial", **kw)
+        else:
+            from xrdbatch import cluster
+
+            with cluster.get_client(**_cluster_kwargs(args)) as client:
+                summary = score.score(args.inputs, args.model, args.out, executor="dask", client=client, **kw)
+    except (FileNotFoundError, ValueError, RegistryError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"scored {summary['files']} files ({summary['skipped']} skipped as already scored): "
+          f"{summary['rows']} rows, {summary['ok']} ok, {summary['errors']} errors, "
+          f"{summary['warnings']} with warnings -> {summary['out']}")
+    return 0
+
+
+# --------------------------------------------------------------------------------- models ----
+def _add_models(sub):
+    p = sub.add_parser("models", help="push, pull and list model bundles on shared storage (path, s3://, fsspec)")
+    p.add_argument("--endpoint-url", default=None,
+                   help="S3-compatible endpoint (MinIO, Ceph, ...); default $XRDBATCH_S3_ENDPOINT_URL")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    msub.required = True
+    push = msub.add_parser("push", help="publish MODEL as URL/NAME/VERSION (atomic, verified)")
+    push.add_argument("model", help="local model bundle folder")
+    push.add_argument("url", help="registry root: folder, s3://bucket/prefix, any fsspec URL")
+    push.add_argument("--name", default=None, help="model name (default: manifest name or folder name)")
+    push.add_argument("--version", default=None, help="version (default: next integer)")
+    pull = msub.add_parser("pull", help="download URL/NAME[/VERSION] into DIR, verifying every sha256")
+    pull.add_argument("url")
+    pull.add_argument("dir")
+    pull.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
+    ls = msub.add_parser("list", help="list published models and versions under URL")
+    ls.add_argument("url")
+    return p
+
+
+def _cmd_models(args) -> int:
+    from xrdbatch import registry
+
+    try:
+        if args.models_command == "push":
+            print(registry.push(args.model, args.url, name=args.name, version=args.version,
+                                endpoint_url=args.endpoint_url))
+        elif args.models_command == "pull":
+            print(registry.pull(args.url, args.dir, endpoint_url=args.endpoint_url, overwrite=args.overwrite))
+        else:
+            rows = registry.list_models(args.url, endpoint_url=args.endpoint_url)
+            if not rows:
+                print(f"no published models under {args.url}")
+            for r in rows:
+                print(f"{r['name']}\t{r['version']}\t{r['created_utc']}\t{r['size_bytes']} B\t"
+                      f"sha256:{str(r['manifest_sha256'])[:12]}\t{r['url']}")
+    except (registry.RegistryError, FileNotFoundError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+# ------------------------------------------------------------------------ jobs / selfcheck ----
+def _add_jobs(sub):
+    p = sub.add_parser("jobs", help="cluster jobs: render SLURM scripts / Kubernetes manifests, shard and merge")
+    jsub = p.add_subparsers(dest="jobs_action", metavar="ACTION")
+    jsub.required = True
+    r = jsub.add_parser("render", help="render job files (see jobs/README.md)")
+    r.add_argument("target", choices=("slurm", "k8s"))
+    r.add_argument("job", choices=("regenerate", "train", "score", "all"))
+    r.add_argument("--out-dir", default=None, help="write the files here (default: print them)")
+    g = r.add_argument_group("resources")
+    g.add_argument("--partition", default=None)
+    g.add_argument("--account", default=None)
+    g.add_argument("--time", default="01:00:00", help="wall-clock limit [D-]HH:MM:SS (default 01:00:00)")
+    g.add_argument("--nodes", type=int, default=1, help="nodes (= Dask workers) of the regeneration job")
+    g.add_argument("--cpus-per-node", type=int, default=None, help="default: the whole node (--exclusive)")
+    g.add_argument("--mem", default=None, help="memory per node, e.g. 64G (default: site default)")
+    g.add_argument("--shards", type=int, default=4, help="array size of the scoring job")
+    g.add_argument("--max-parallel", type=int, default=None, help="array tasks running at once")
+    g.add_argument("--cpus-per-shard", type=int, default=1)
+    g.add_argument("--sbatch", action="append", default=[], metavar="OPTION", help="extra #SBATCH option")
+    e = r.add_argument_group("environment (how nodes find xrdbatch)")
+    e.add_argument("--image", default=None, help="Apptainer image (SLURM) / container image (k8s)")
+    e.add_argument("--venv", default=None, help="virtualenv to activate (SLURM, without --image)")
+    e.add_argument("--setup", action="append", default=[], metavar="LINE", help="shell line, e.g. 'module load x'")
+    e.add_argument("--pvc", default="xrdbatch-data", help="k8s PersistentVolumeClaim mounted at /data")
+    e.add_argument("--namespace", default="default", help="k8s namespace")
+    d = r.add_argument_group("data (paths relative to the submit directory / the volume)")
+    d.add_argument("--source", action="append", default=[], help="ingest this source first (repeatable)")
+    for name in ("catalog", "store", "model", "report", "archive", "results", "shard-dir", "logs"):
+        d.add_argument(f"--{name}", default=None)
+    s = jsub.add_parser("shard", help="write the file list of one shard of an archive (round robin, sorted)")
+    s.add_argument("inputs", nargs="+", help="files, folders or glob patterns (as for `xrdbatch score`)")
+    s.add_argument("--index", type=int, required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.add_argument("--out", required=True, help="text file, one path a line")
+    m = jsub.add_parser("merge", help="concatenate shard-XXXXX.parquet/.csv results into one table")
+    m.add_argument("shard_dir")
+    m.add_argument("--out", required=True)
+    m.add_argument("--expect", type=int, default=None, help="number of shards that must be present")
+    return p
+
+
+def _cmd_jobs(args) -> int:
+    from xrdbatch import jobs
+
+    try:
+        if args.jobs_action == "shard":
+            n = jobs.write_shard_list(args.inputs, args.index, args.count, args.out)
+            print(f"shard {args.index}/{args.count}: {n} files -> {args.out}")
+        elif args.jobs_action == "merge":
+            summary = jobs.merge_shards(args.shard_dir, args.out, expect=args.expect)
+            print(f"merged {summary['shards']} shards, {summary['rows']} rows -> {summary['out']}")
+        else:
+            files = jobs.render_from_options(vars(args))
+            if args.out_dir:
+                for path in jobs.write_rendered(files, args.out_dir):
+                    print(path)
+            else:
+                for name, text in files.items():
+                    print(f"# ==> {name} <==\n{text}")
+    except (jobs.JobSpecError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _add_selfcheck(sub):
+    p = sub.add_parser("selfcheck", help="check this installation: versions, a tiny simulation, a model round trip, "
+                                         "the Dask cluster it would use (exit 0/1)")
+    p.add_argument("--quick", action="store_true", help="only the fast checks (container health check)")
+    p.add_argument("--check", action="append", default=None, help="run only this check (repeatable)")
+    p.add_argument("--connect", action="store_true", help="connect to the cluster and count workers")
+    _add_cluster_options(p)
+    return p
+
+
+def _cmd_selfcheck(args) -> int:
+    from xrdbatch import selfcheck
+
+    try:
+        results = selfcheck.run_checks(args.check, quick=args.quick, connect=args.connect, **_cluster_kwargs(args))
+    except KeyError as exc:
+        raise CliError(exc.args[0]) from None
+    print(selfcheck.format_results(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cluster_kwargs(args) -> dict:
+    return dict(scheduler_address=args.scheduler_address, scheduler_file=args.scheduler_file,
+                n_workers=args.n_workers, threads_per_worker=args.threads_per_worker)
+
+
 # ------------------------------------------------------------------------- cluster options ----
 def _add_cluster_options(p):
     g = p.add_argument_group("cluster")
@@ -51,6 +236,8 @@ def _add_cluster_options(p):
 
 
 COMMANDS: dict = {
+    "models": (_add_models, _cmd_models),
+    "score": (_add_score, _cmd_score),
     "ingest": (_add_ingest, _cmd_ingest),
 }
 

@@ -1,0 +1,271 @@
+"""Benchmark: mass scoring of measured-format files (parse + peak finding + prediction), files/s and memory.
+
+Writes ``--n-files`` files (half ``.xy``, half ``.xrdml``) from simulated patterns with a sloped background,
+an amorphous hump, a random scale and Poisson noise; then scores them with ``xrdbatch.score.score`` on a
+``distributed.LocalCluster`` of ``--workers`` single-threaded processes, sampling the resident memory of the
+whole process tree (client + scheduler + workers) every 0.2 s. Printed, all measured in this run:
+
+* parse rate of :mod:`xrdbatch.readers` against the references ``np.loadtxt`` (what the seed used),
+  ``pandas.read_csv`` and, for xrdml, ``xml.etree`` + ``str.split`` -- as ratios;
+* a serial split of the per-file cost: parse / +features / +prediction;
+* end-to-end files/s on the cluster, peak memory per worker and total, and memory in each quarter of the run
+  (flat = the last quarter is no higher than the first).
+
+Goal (issue 6): >= 1,000 files/s on 2 cores, memory flat. Nothing here gates CI.
+
+Usage::
+
+    python bench/score.py --n-files 10000 --workers 2 [--model BUNDLE] [--keep DIR]
+
+Without ``--model`` a small model is trained first on simulated builtin structures (needs xrdbatch.train).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+XRDML_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<xrdMeasurements xmlns="http://www.xrdml.com/XRDMeasurement/1.5" status="Completed">
+  <sample type="To be analyzed"><id>{id}</id><name>{name}</name></sample>
+  <xrdMeasurement measurementType="Scan" status="Completed">
+    <usedWavelength intended="K-Alpha 1">
+      <kAlpha1 unit="Angstrom">{wavelength:.6f}</kAlpha1>
+      <kAlpha2 unit="Angstrom">1.5444260</kAlpha2>
+      <ratioKAlpha2KAlpha1>0.5000</ratioKAlpha2KAlpha1>
+    </usedWavelength>
+    <scan appendNumber="0" mode="Continuous" scanAxis="Gonio" status="Completed">
+      <dataPoints>
+        <positions axis="2Theta" unit="deg"><startPosition>{start:.4f}</startPosition><endPosition>{end:.4f}</endPosition></positions>
+        <positions axis="Omega" unit="deg"><startPosition>{ostart:.4f}</startPosition><endPosition>{oend:.4f}</endPosition></positions>
+        <commonCountingTime unit="seconds">1.00</commonCountingTime>
+        <counts unit="counts">{counts}</counts>
+      </dataPoints>
+    </scan>
+  </xrdMeasurement>
+</xrdMeasurements>
+"""
+
+
+def measured_like(clean: np.ndarray, two_theta: np.ndarray, rng) -> np.ndarray:
+    """Counts from a clean pattern (max 1): scale, sloped background, amorphous hump, Poisson noise."""
+    peak_counts = rng.uniform(2e3, 2e4)
+    background = rng.uniform(50, 300) * (1 + 2 * np.exp(-two_theta / 15)) \
+        + rng.uniform(0, 200) * np.exp(-0.5 * ((two_theta - rng.uniform(20, 30)) / 5) ** 2)
+    return rng.poisson(clean * peak_counts + background).astype(np.int64)
+
+
+def write_xy(path, two_theta, counts):
+    lines = np.char.add(np.char.add(np.char.mod("%.4f", two_theta), " "), np.char.mod("%d", counts))
+    Path(path).write_text("\n".join(lines.tolist()) + "\n")
+
+
+def write_xrdml(path, two_theta, counts, name, wavelength=1.540598):
+    Path(path).write_text(XRDML_TEMPLATE.format(
+        id=name, name=name, wavelength=wavelength, start=two_theta[0], end=two_theta[-1],
+        ostart=two_theta[0] / 2, oend=two_theta[-1] / 2, counts=" ".join(map(str, counts.tolist()))))
+
+
+def simulated_patterns(conditions, n_max: int = 400):
+    """Clean simulated patterns (n, n_points) of real structures shipped with the project or ../shared."""
+    from xrdbatch import simulate, sources
+    from xrdbatch.crystal import crystals_from_table
+
+    specs = ["builtin:prototypes"]
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "structures" / "aflow_prototypes"
+    if shared.is_dir():
+        specs = [str(shared)]
+    catalog = sources.ingest(specs)
+    ok = catalog[catalog["status"] == "ok"].head(n_max)
+    crystals = crystals_from_table(ok)
+    refls = [simulate.reflections(c, conditions.d_min_angstrom) for c in crystals]
+    return simulate.patterns(refls, conditions), ok
+
+
+def write_files(folder: Path, n_files: int, seed: int = 0):
+    from xrdbatch.conditions import Conditions
+
+    conditions = Conditions()  # CuKa, 5-90 deg, 0.02 step: 4251 points per file
+    clean, _ = simulated_patterns(conditions)
+    clean = clean[clean.max(axis=1) > 0]
+    tt = conditions.two_theta_deg()
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        counts = measured_like(clean[i % len(clean)], tt, rng)
+        sub = folder / f"d{i // 1000:03d}"
+        sub.mkdir(exist_ok=True)
+        if i % 2:
+            write_xrdml(sub / f"p{i:06d}.xrdml", tt, counts, f"p{i}")
+        else:
+            write_xy(sub / f"p{i:06d}.xy", tt, counts)
+    return conditions
+
+
+def build_model(workdir: Path) -> Path:
+    """A small real model bundle trained on simulated patterns (the project's own train stage)."""
+    from xrdbatch import train  # noqa: F401 - the features/training developer's module
+
+    raise SystemExit("bench/score.py: pass --model BUNDLE (automatic training is wired once xrdbatch.train "
+                     "exposes a one-call API)")
+
+
+class MemorySampler:
+    """Peak and per-quarter RSS of this process and all its children (the LocalCluster), every 0.2 s."""
+
+    def __init__(self, interval_s: float = 0.2):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval_s = interval_s
+        self.samples = []  # (t, total_rss, max_worker_rss)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            total, worst = self.proc.memory_info().rss, 0
+            for child in self.proc.children(recursive=True):
+                try:
+                    rss = child.memory_info().rss
+                except psutil.Error:
+                    continue
+                total += rss
+                worst = max(worst, rss)
+            self.samples.append((time.perf_counter(), total, worst))
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def time_parsers(files_xy, files_xml):
+    """Files/s of xrdbatch.readers vs references on the same files (one process)."""
+    import io
+    import xml.etree.ElementTree as ET
+
+    import pandas as pd
+
+    from xrdbatch import readers
+
+    def rate(fn, files):
+        fn(files[0])  # warm up (numba compile, imports)
+        t = time.perf_counter()
+        for f in files:
+            fn(f)
+        return len(files) / (time.perf_counter() - t)
+
+    def etree_xrdml(f):
+        root = ET.parse(f).getroot()
+        node = next(e for e in root.iter() if e.tag.endswith("counts") or e.tag.endswith("intensities"))
+        return np.array(node.text.split(), dtype=float)
+
+    out = {
+        "readers .xy": rate(readers.read_patterns, files_xy),
+        "np.loadtxt .xy": rate(np.loadtxt, files_xy),
+        "pandas.read_csv .xy": rate(lambda f: pd.read_csv(f, sep=" ", header=None).to_numpy(), files_xy),
+        "readers .xrdml": rate(readers.read_patterns, files_xml),
+        "ElementTree+split .xrdml": rate(etree_xrdml, files_xml),
+    }
+    del io
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-files", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=400)
+    parser.add_argument("--model", default=None, help="model bundle (default: train a small one)")
+    parser.add_argument("--keep", default=None, help="write files here and keep them (default: a temp dir)")
+    args = parser.parse_args(argv)
+
+    from distributed import Client, LocalCluster
+
+    from xrdbatch import score
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="xrdbench-"))
+    data = work / "files"
+    try:
+        t = time.perf_counter()
+        if not (data.is_dir() and sum(1 for _ in data.rglob("p*")) >= args.n_files):
+            shutil.rmtree(data, ignore_errors=True)
+            write_files(data, args.n_files)
+        print(f"files: {args.n_files} (.xy and .xrdml, 4251 points, CuKa 5-90 deg) ready in "
+              f"{time.perf_counter() - t:.1f} s under {data}")
+        model = Path(args.model) if args.model else build_model(work)
+
+        files = score.expand_inputs([str(data)])[: args.n_files]
+        xy = [f for f in files if f.endswith(".xy")][:300]
+        xml = [f for f in files if f.endswith(".xrdml")][:300]
+        rates = time_parsers(xy, xml)
+        print("\nparse only, one process (files/s; ratio = xrdbatch.readers / reference):")
+        for name, r in rates.items():
+            print(f"  {name:28s} {r:9.0f}")
+        print(f"  ratio vs np.loadtxt          {rates['readers .xy'] / rates['np.loadtxt .xy']:9.1f}x")
+        print(f"  ratio vs pandas.read_csv     {rates['readers .xy'] / rates['pandas.read_csv .xy']:9.1f}x")
+        print(f"  ratio vs ElementTree (xrdml) {rates['readers .xrdml'] / rates['ElementTree+split .xrdml']:9.1f}x")
+
+        # serial split of the per-file cost on 400 files
+        from xrdbatch import readers
+
+        sample = files[:400]
+        opts = score.ScoreOptions(str(model.resolve()))
+        score.score_files(sample[:10], opts)  # warm up: model load, numba
+        t0 = time.perf_counter()
+        for f in sample:
+            readers.read_patterns(f)
+        t1 = time.perf_counter()
+        score.score_files(sample, opts)
+        t2 = time.perf_counter()
+        n = len(sample)
+        print(f"\nserial, one process, {n} files: parse {1e3 * (t1 - t0) / n:.2f} ms/file; "
+              f"parse+features+prediction {1e3 * (t2 - t1) / n:.2f} ms/file ({n / (t2 - t1):.0f} files/s)")
+
+        out = work / "results.parquet"
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, memory_limit="4GiB")
+        with Client(cluster) as client, MemorySampler() as mem:
+            client.run(lambda: __import__("xrdbatch.readers").readers.parse_numbers(b"1 2\n"))  # compile
+            t = time.perf_counter()
+            summary = score.score([str(data)], str(model), str(out), executor="dask", client=client,
+                                  batch_size=args.batch_size)
+            elapsed = time.perf_counter() - t
+        cluster.close()
+        rate = summary["files"] / elapsed
+        print(f"\nend to end on {args.workers} worker processes: {summary['files']} files in {elapsed:.1f} s = "
+              f"{rate:.0f} files/s ({rate / args.workers:.0f} per core); rows {summary['rows']}, "
+              f"ok {summary['ok']}, errors {summary['errors']}  [goal >= 1000 files/s on 2 cores]")
+        s = np.array([(t_, tot, w) for t_, tot, w in mem.samples if t_ >= t])
+        if len(s) >= 4:
+            q = np.array_split(s, 4)
+            print(f"memory: peak total {s[:, 1].max() / 2**20:.0f} MiB, peak per worker "
+                  f"{s[:, 2].max() / 2**20:.0f} MiB; per-worker peak by quarter of the run: "
+                  + ", ".join(f"{part[:, 2].max() / 2**20:.0f}" for part in q) + " MiB")
+        import pandas as pd
+
+        df = pd.read_parquet(out)
+        print("predicted crystal systems:", df["crystal_system"].value_counts().head(7).to_dict())
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

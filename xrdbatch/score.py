@@ -1,0 +1,511 @@
+"""Mass scoring of measured patterns with a trained model bundle.
+
+How the parts fit (plan purely, execute pluggably):
+
+1. :func:`expand_inputs` turns files, folders (recursive) and glob patterns into a sorted list of files.
+2. :func:`plan` (pure) cuts the files that still need scoring into :class:`ScoreTask` batches of a few hundred
+   files; each task names its own part file (``<out>.parts/part-<hash of its file list>.parquet``).
+3. :func:`score_batch` is the task: it reads its own files (:mod:`xrdbatch.readers`), brings every pattern to
+   the model's wavelength through Q, crops it to the model's 2-theta range, extracts features with the same
+   peak finder and feature set as training (:func:`xrdbatch.features.extract`, as ``from_peaks(find_peaks())``
+   so the peak count comes along), predicts, and writes its rows atomically (temporary name, then rename). It
+   never raises for a bad file: that file becomes one error row.
+4. :data:`EXECUTORS` (``"serial"``, ``"dask"``) only run tasks; :func:`merge_parts` then streams all parts
+   (and, with ``resume``, the previous output) into the final Parquet/CSV file atomically.
+
+Output: one row per pattern with :data:`OUTPUT_COLUMNS`; a file that cannot be read at all gives one row with
+``pattern = -1`` and ``status = "error"``. ``warning`` flags a wavelength taken from the model or the option
+rather than the file, and a measured range that does not cover the model's 2-theta range
+(``range_coverage`` < :data:`MIN_RANGE_COVERAGE`).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import math
+import os
+import uuid
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: Columns of the results table, in order (the first ones are the contract of issue 6).
+PREDICTION_COLUMNS = (
+    ["crystal_system", "crystal_system_prob"]
+    + [f"space_group_{i}" for i in range(1, 6)]
+    + [f"space_group_prob_{i}" for i in range(1, 6)]
+    + ["a", "b", "c", "alpha", "beta", "gamma"]
+)
+OUTPUT_COLUMNS = (["file", "pattern", "status", "error"] + PREDICTION_COLUMNS
+                  + ["n_peaks", "format", "sample", "wavelength_angstrom", "wavelength_source",
+                     "two_theta_min_deg", "two_theta_max_deg", "range_coverage", "warning"])
+
+#: Fraction of the model's 2-theta range a pattern must cover before it is flagged in ``warning``.
+MIN_RANGE_COVERAGE = 0.9
+#: A converted, cropped pattern with fewer points than this is an error row.
+MIN_POINTS = 100
+#: Relative wavelength difference below which no conversion is made.
+WAVELENGTH_RTOL = 1e-5
+DEFAULT_BATCH_SIZE = 400
+
+
+def _schema():
+    import pyarrow as pa
+
+    types = {"file": pa.string(), "pattern": pa.int64(), "status": pa.string(), "error": pa.string(),
+             "crystal_system": pa.string(), "n_peaks": pa.int64(), "format": pa.string(), "sample": pa.string(),
+             "wavelength_source": pa.string(), "warning": pa.string()}
+    for i in range(1, 6):
+        types[f"space_group_{i}"] = pa.int64()
+    return pa.schema([(c, types.get(c, pa.float64())) for c in OUTPUT_COLUMNS])
+
+
+# --------------------------------------------------------------------------- planning ----
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What every task needs besides its files (resolved at the edge; plain values only).
+
+    Parameters
+    ----------
+    model_dir : str
+        Local, verified model bundle directory.
+    wavelength_angstrom : float or None
+        Used for files that do not state their wavelength; ``None`` = the model's own (with a warning).
+    format : str or None
+        Force one :data:`xrdbatch.readers.FORMATS` entry instead of detection.
+    """
+
+    model_dir: str
+    wavelength_angstrom: float | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """One batch: score ``files`` and write the rows to ``part_path``."""
+
+    files: tuple
+    part_path: str
+    options: ScoreOptions = field(compare=False)
+
+
+def expand_inputs(inputs) -> list[str]:
+    """Files from files, folders (recursive, hidden entries skipped) and glob patterns, absolute and sorted.
+
+    Raises
+    ------
+    FileNotFoundError
+        Listing the inputs that match nothing.
+    """
+    found, missing = set(), []
+    for item in inputs:
+        item = os.fspath(item)
+        if any(ch in item for ch in "*?[") and not os.path.exists(item):
+            matches = glob.glob(item, recursive=True)
+            paths = [m for m in matches if os.path.isfile(m)]
+            for m in matches:
+                if os.path.isdir(m):
+                    paths.extend(_walk(m))
+            if not paths:
+                missing.append(item)
+            found.update(os.path.abspath(p) for p in paths)
+        elif os.path.isdir(item):
+            found.update(os.path.abspath(p) for p in _walk(item))
+        elif os.path.isfile(item):
+            found.add(os.path.abspath(item))
+        else:
+            missing.append(item)
+    if missing:
+        raise FileNotFoundError(f"no such file, folder or matching pattern: {', '.join(missing)}")
+    return sorted(found)
+
+
+def _walk(folder):
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if not name.startswith("."):
+                yield os.path.join(root, name)
+
+
+def parts_dir(out) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def plan(files, out, options: ScoreOptions, batch_size: int = DEFAULT_BATCH_SIZE) -> list[ScoreTask]:
+    """Cut ``files`` into tasks of ``batch_size``; pure (no I/O).
+
+    Each part is named by the hash of its file list, so a rerun of the same plan rewrites the same parts.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    files = list(files)
+    pdir = parts_dir(out)
+    tasks = []
+    for start in range(0, len(files), batch_size):
+        batch = tuple(files[start:start + batch_size])
+        key = hashlib.sha1("\n".join(batch).encode()).hexdigest()[:20]
+        tasks.append(ScoreTask(batch, str(pdir / f"part-{key}.parquet"), options))
+    return tasks
+
+
+# ------------------------------------------------------------------------------ task ----
+@functools.lru_cache(maxsize=4)
+def _load_model(model_dir: str):
+    from xrdbatch.bundle import load_bundle
+
+    return load_bundle(model_dir)
+
+
+def _empty_row(file: str, pattern: int) -> dict:
+    row = dict.fromkeys(OUTPUT_COLUMNS)
+    row.update(file=file, pattern=pattern, status="ok", error="", warning="")
+    return row
+
+
+def _to_model_two_theta(x, axis, wavelength_file, wavelength_model):
+    """2-theta at the model's wavelength, through Q = 4 pi sin(theta) / lambda (or 2 pi / d)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if axis == "q_per_angstrom":
+            s = wavelength_model * x / (4 * np.pi)
+        elif axis == "d_angstrom":
+            s = wavelength_model / (2 * x)
+        else:
+            if abs(wavelength_file - wavelength_model) <= WAVELENGTH_RTOL * wavelength_model:
+                return x
+            s = wavelength_model / wavelength_file * np.sin(np.radians(x) / 2)
+        return np.degrees(2 * np.arcsin(np.where((s > 0) & (s < 1), s, np.nan)))
+
+
+def prepare_pattern(pattern, conditions, fallback_wavelength: float | None, cache: dict | None = None):
+    """A measured pattern on the model's terms: (two_theta_deg, intensity, info dict).
+
+    The wavelength is the file's where it states one, else ``fallback_wavelength``, else the model's (noted in
+    ``info["warning"]``); the abscissa is converted through Q to 2-theta at the model's wavelength, non-finite
+    points are dropped, and the pattern is cropped to the model's 2-theta range.
+
+    cache : dict, optional
+        Converted grids by (grid hash, axis, wavelength), reused across the patterns of a batch.
+
+    Raises
+    ------
+    ValueError
+        With the reason, when too little of the pattern is left to score.
+    """
+    lam_model = conditions.wavelength_angstrom
+    warn = []
+    if pattern.meta.get("wavelength_angstrom"):
+        lam, source = float(pattern.meta["wavelength_angstrom"]), "file"
+    elif fallback_wavelength:
+        lam, source = float(fallback_wavelength), "option"
+    else:
+        lam, source = lam_model, "model"
+        if pattern.axis == "two_theta_deg":
+            warn.append(f"no wavelength in the file or options: assumed the model's {lam_model:g} A")
+    if cache is None:
+        tt = _to_model_two_theta(pattern.x, pattern.axis, lam, lam_model)
+    else:  # files of one instrument share a grid: convert it once per batch
+        key = (hashlib.blake2b(pattern.x.tobytes(), digest_size=16).digest(), pattern.axis, lam)
+        tt = cache.get(key)
+        if tt is None:
+            tt = cache[key] = _to_model_two_theta(pattern.x, pattern.axis, lam, lam_model)
+    y = pattern.intensity
+    finite = np.isfinite(tt) & np.isfinite(y)
+    if finite.sum() < 0.5 * y.size:
+        raise ValueError(f"{y.size - int(finite.sum())} of {y.size} points are NaN/inf or beyond the model's "
+                         f"wavelength reach")
+    lo, hi = conditions.two_theta_min_deg, conditions.two_theta_max_deg
+    keep = finite & (tt >= lo) & (tt <= hi)
+    n = int(keep.sum())
+    info = {"wavelength_angstrom": lam, "wavelength_source": source}
+    if n:
+        t0, t1 = float(tt[keep][0]), float(tt[keep][-1])
+        coverage = max(0.0, (t1 - t0) / (hi - lo))
+        info.update(two_theta_min_deg=t0, two_theta_max_deg=t1, range_coverage=coverage)
+        if coverage < MIN_RANGE_COVERAGE:
+            warn.append(f"2-theta {t0:.2f}-{t1:.2f} deg (at {lam_model:g} A) covers {coverage:.0%} of the "
+                        f"model's {lo:g}-{hi:g} deg: features may be missing peaks")
+    if n < MIN_POINTS:
+        raise ValueError(f"only {n} points inside the model's 2-theta range {lo:g}-{hi:g} deg at {lam_model:g} A "
+                         f"(the file covers {np.nanmin(tt):.2f}-{np.nanmax(tt):.2f} deg); needs {MIN_POINTS}")
+    info["warning"] = "; ".join(warn)
+    return tt[keep], y[keep], info
+
+
+def _features(model, two_theta, intensity):
+    """features.extract, split in its two steps so the peak count comes with the features."""
+    from xrdbatch import features
+
+    peak_params = dict(getattr(model, "peak_params", None) or {})
+    lam = model.conditions.wavelength_angstrom
+    if hasattr(features, "find_peaks") and hasattr(features, "from_peaks"):
+        peaks = features.find_peaks(two_theta, intensity, lam, **peak_params)
+        return features.from_peaks(peaks, model.feature_set), np.asarray(peaks.count)
+    X = features.extract(two_theta, intensity, lam, model.feature_set, **peak_params)
+    return X, np.full(len(X), -1)
+
+
+def score_files(files, options: ScoreOptions) -> list[dict]:
+    """Rows for ``files`` (one per pattern, or one error row per unreadable file). Never raises per file."""
+    from xrdbatch import readers
+
+    model = _load_model(options.model_dir)
+    rows = []
+    groups = defaultdict(list)  # same grid -> one vectorised feature call
+    grids = {}
+    for file in files:
+        try:
+            patterns = readers.read_patterns(file, options.format)
+        except readers.ReaderError as exc:
+            rows.append(dict(_empty_row(file, -1), status="error", error=exc.reason))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
+            rows.append(dict(_empty_row(file, -1), status="error", error=f"{type(exc).__name__}: {exc}"))
+            continue
+        for k, pattern in enumerate(patterns):
+            row = _empty_row(file, k)
+            row.update(format=pattern.meta.get("format"), sample=pattern.meta.get("sample"))
+            try:
+                tt, y, info = prepare_pattern(pattern, model.conditions, options.wavelength_angstrom, grids)
+            except ValueError as exc:
+                row.update(status="error", error=str(exc))
+                rows.append(row)
+                continue
+            row.update(info)
+            rows.append(row)
+            key = (tt.size, tt[0], tt[-1], hashlib.blake2b(tt.tobytes(), digest_size=16).digest())
+            groups[key].append((len(rows) - 1, tt, y))
+    for members in groups.values():
+        tt = members[0][1]
+        intensity = np.stack([m[2] for m in members]).astype(np.float32)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                X, n_peaks = _features(model, tt, intensity)
+                pred = model.predict(X)
+        except Exception as exc:  # noqa: BLE001 - fall back to one pattern at a time to isolate the culprit
+            if len(members) == 1:
+                rows[members[0][0]].update(status="error", error=f"features/prediction failed: "
+                                                                 f"{type(exc).__name__}: {exc}")
+                continue
+            for m in members:
+                _score_one(model, rows, m)
+            continue
+        _fill(rows, [m[0] for m in members], pred, n_peaks)
+    return rows
+
+
+def _score_one(model, rows, member):
+    index, tt, y = member
+    try:
+        X, n_peaks = _features(model, tt, y[None, :].astype(np.float32))
+        _fill(rows, [index], model.predict(X), n_peaks)
+    except Exception as exc:  # noqa: BLE001
+        rows[index].update(status="error", error=f"features/prediction failed: {type(exc).__name__}: {exc}")
+
+
+def _fill(rows, indices, pred, n_peaks):
+    columns = [c for c in PREDICTION_COLUMNS if c in pred.columns]
+    values = {c: pred[c].to_numpy() for c in columns}
+    for j, index in enumerate(indices):
+        row = rows[index]
+        for c in columns:
+            v = values[c][j]
+            row[c] = v.item() if hasattr(v, "item") else v
+        row["n_peaks"] = int(n_peaks[j])
+
+
+def rows_to_table(rows):
+    import pyarrow as pa
+
+    schema = _schema()
+    columns = {}
+    for name in schema.names:
+        values = [r.get(name) for r in rows]
+        if pa.types.is_floating(schema.field(name).type):
+            values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+                      for v in values]
+        elif pa.types.is_integer(schema.field(name).type):
+            values = [None if v is None else int(v) for v in values]
+        elif pa.types.is_string(schema.field(name).type):
+            values = [None if v is None else str(v) for v in values]
+        columns[name] = values
+    return pa.table(columns, schema=schema)
+
+
+def _write_atomic_parquet(table, path):
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def score_batch(task: ScoreTask) -> int:
+    """The task: score its files and write its part atomically. Returns the number of files."""
+    _write_atomic_parquet(rows_to_table(score_files(task.files, task.options)), task.part_path)
+    return len(task.files)
+
+
+# -------------------------------------------------------------------------- executors ----
+def run_serial(tasks, client=None, progress=None):
+    for task in tasks:
+        n = score_batch(task)
+        if progress is not None:
+            progress(n)
+
+
+def run_dask(tasks, client=None, progress=None):
+    from distributed import as_completed
+
+    if client is None:
+        raise ValueError("the dask executor needs a distributed.Client (see xrdbatch.cluster.get_client)")
+    futures = client.map(score_batch, tasks, pure=False)
+    for future in as_completed(futures):
+        n = future.result()
+        if progress is not None:
+            progress(n)
+        future.release()
+
+
+#: Executor name -> function(tasks, client, progress).
+EXECUTORS = {"serial": run_serial, "dask": run_dask}
+
+
+# ------------------------------------------------------------------------------ merge ----
+def done_files(out) -> set:
+    """Files that already have rows in ``out`` or in its leftover parts (for ``resume``)."""
+    import pyarrow.parquet as pq
+
+    done = set()
+    out = Path(out)
+    if out.exists():
+        done.update(_read_table(out).column("file").to_pylist())
+    pdir = parts_dir(out)
+    if pdir.is_dir():
+        for part in sorted(pdir.glob("part-*.parquet")):
+            done.update(pq.read_table(part, columns=["file"]).column("file").to_pylist())
+    return done
+
+
+def _read_table(path):
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        schema = _schema()
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={f.name: f.type for f in schema}, strings_can_be_null=False))
+    return pq.read_table(path)
+
+
+def merge_parts(out, previous: bool = False) -> int:
+    """Stream every part (and the previous ``out`` when ``previous``) into ``out`` atomically; remove parts.
+
+    Returns the number of rows written. Memory holds one part at a time.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    pdir = parts_dir(out)
+    parts = sorted(pdir.glob("part-*.parquet")) if pdir.is_dir() else []
+    schema = _schema()
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    csv = out.suffix.lower() == ".csv"
+    writer = pacsv.CSVWriter(tmp, schema) if csv else pq.ParquetWriter(tmp, schema)
+    n = 0
+    try:
+        sources = ([out] if previous and out.exists() else []) + parts
+        for source in sources:
+            table = (_read_table(source) if source == out else pq.read_table(source)).select(schema.names)
+            table = table.cast(schema)
+            writer.write_table(table)
+            n += table.num_rows
+    finally:
+        writer.close()
+    os.replace(tmp, out)
+    for part in parts:
+        part.unlink()
+    if pdir.is_dir() and not any(pdir.iterdir()):
+        pdir.rmdir()
+    return n
+
+
+# ------------------------------------------------------------------------ entry point ----
+def score(inputs, model, out, *, wavelength_angstrom: float | None = None, format: str | None = None,
+          resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, executor: str = "serial", client=None,
+          progress: bool = False, endpoint_url: str | None = None) -> dict:
+    """Score measured files with a model bundle (local folder or registry URL) into ``out``.
+
+    Parameters
+    ----------
+    inputs : list of str
+        Files, folders (recursive) or glob patterns.
+    model : str
+        Local bundle folder, or a registry URL (pulled into the cache and verified first).
+    out : str
+        ``.parquet`` or ``.csv`` results file, written atomically.
+    wavelength_angstrom : float, optional
+        For files that do not state theirs (else the model's, with a warning in the rows).
+    resume : bool
+        Skip files that already have rows in ``out`` (or in leftover parts of an interrupted run).
+    executor : {"serial", "dask"}
+        ``"dask"`` needs ``client``.
+
+    Returns
+    -------
+    dict
+        ``files, skipped, rows, ok, errors, warnings, out``.
+    """
+    from xrdbatch import registry
+
+    out = Path(out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise ValueError(f"--out must end in .parquet or .csv, got {out.name!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; valid: {sorted(EXECUTORS)}")
+    model_dir = registry.fetch(model, endpoint_url=endpoint_url) if registry.is_url(model) else Path(model)
+    if not (Path(model_dir) / registry.MANIFEST).is_file():
+        raise FileNotFoundError(f"{model}: not a model bundle (no {registry.MANIFEST}); train one with "
+                                "'xrdbatch train' or pull one with 'xrdbatch models pull'")
+    _load_model(str(Path(model_dir).resolve()))  # fail early (bad bundle) before any batch starts
+    files = expand_inputs(inputs)
+    pdir = parts_dir(out)
+    if resume:
+        done = done_files(out)
+        todo = [f for f in files if f not in done]
+    else:
+        if pdir.is_dir():
+            for stale in pdir.glob("part-*.parquet"):
+                stale.unlink()
+        todo = files
+    options = ScoreOptions(str(Path(model_dir).resolve()), wavelength_angstrom, format)
+    tasks = plan(todo, out, options, batch_size)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), unit="file", desc="score", smoothing=0.1)
+    try:
+        EXECUTORS[executor](tasks, client, bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    n_rows = merge_parts(out, previous=resume)
+    import pyarrow.compute as pc
+
+    table = _read_table(out).select(["status", "warning"])
+    n_ok = pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
+    n_warn = pc.sum(pc.not_equal(pc.fill_null(table["warning"], ""), "")).as_py() or 0
+    return {"files": len(files), "skipped": len(files) - len(todo), "rows": n_rows, "ok": n_ok,
+            "errors": n_rows - n_ok, "warnings": n_warn, "out": str(out)}
