@@ -216,10 +216,12 @@ def prepare_pattern(pattern, conditions, fallback_wavelength: float | None, cach
         if tt is None:
             tt = cache[key] = _to_model_two_theta(pattern.x, pattern.axis, lam, lam_model)
     y = pattern.intensity
-    finite = np.isfinite(tt) & np.isfinite(y)
-    if finite.sum() < 0.5 * y.size:
-        raise ValueError(f"{y.size - int(finite.sum())} of {y.size} points are NaN/inf or beyond the model's "
-                         f"wavelength reach")
+    finite_y = np.isfinite(y)
+    if finite_y.sum() < 0.5 * y.size:
+        raise ValueError(f"{y.size - int(finite_y.sum())} of {y.size} intensities are NaN/inf")
+    finite = np.isfinite(tt) & finite_y  # NaN 2-theta: beyond the model wavelength's reach (sin theta > 1)
+    if not finite.any():
+        raise ValueError(f"no point of the pattern is within reach of the model's wavelength {lam_model:g} A")
     lo, hi = conditions.two_theta_min_deg, conditions.two_theta_max_deg
     keep = finite & (tt >= lo) & (tt <= hi)
     n = int(keep.sum())
