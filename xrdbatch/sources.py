@@ -807,8 +807,12 @@ def _empty_row() -> dict:
     return row
 
 
-def make_row(raw: RawRecord, source: str, path: str, options: Options, structure_type: str = "") -> dict:
-    """One catalog row from a reader's record: labels for valid crystals, status and reason otherwise."""
+def make_row(raw: RawRecord, source: str, path: str, options: Options, structure_type: str = "",
+             labels: Labels | None = None) -> dict:
+    """One catalog row from a reader's record: labels for valid crystals, status and reason otherwise.
+
+    ``labels`` may be passed when the caller already ran :func:`label_crystal` on ``raw.crystal``.
+    """
     row = _empty_row()
     row.update(source=source, path=path, record=int(raw.record), sha256=raw.sha256,
                stated_spacegroup_number=int(raw.stated_number), stated_spacegroup_symbol=raw.stated_symbol)
@@ -816,7 +820,7 @@ def make_row(raw: RawRecord, source: str, path: str, options: Options, structure
         row.update(status=raw.status if raw.status != "ok" else "error", reason=raw.reason or "unreadable record")
         return row
     try:
-        lab = label_crystal(raw.crystal, options)
+        lab = labels if labels is not None else label_crystal(raw.crystal, options)
     except RecordError as exc:
         msg = str(exc)
         if msg.startswith("skipped: "):
