@@ -63,6 +63,9 @@ PYMATGEN_SCALED_INTENSITY_TOL = 1e-3
 #: 1/(1 + 4 * 10^2) = 0.25 % of its height 10 FWHM from the centre; a Gaussian at 3 FWHM is 1.4e-11.
 WINDOW_FWHM = 10.0
 
+#: Refuse cells that would give more half-space reflections than this (memory: ~30 bytes each).
+MAX_REFLECTIONS = 5e7
+
 _PROFILE_CODES = {"gaussian": 0, "lorentzian": 1, "pseudo_voigt": 2}
 
 
@@ -395,6 +398,23 @@ def _kernel_inputs(crystal: Crystal):
 def _half_space(crystal: Crystal, g_max_per_angstrom: float):
     """All hkl of the Friedel half-space with 0 < |g| <= g_max: (hkl int32 (N,3), g2 (N,), |F|^2 (N,))."""
     lattice = crystal.lattice
+    volume = abs(float(np.linalg.det(lattice))) if np.all(np.isfinite(lattice)) else float("nan")
+    if not volume > 1e-3:
+        raise ValueError(
+            f"cannot simulate a crystal with a singular or non-finite lattice (volume {volume!r} angstrom^3, "
+            f"lattice rows {lattice.tolist()}); expected three independent lattice vectors in angstrom"
+        )
+    if not (np.all(np.isfinite(crystal.frac_coords)) and np.all(np.isfinite(crystal.occupancies))
+            and np.all(np.isfinite(crystal.b_iso))):
+        raise ValueError("cannot simulate a crystal with non-finite coordinates, occupancies or b_iso; "
+                         "check the source record")
+    n_estimate = 2.0 / 3.0 * math.pi * g_max_per_angstrom**3 * volume
+    if n_estimate > MAX_REFLECTIONS:
+        raise ValueError(
+            f"about {n_estimate:.3g} reflections within |g| <= {g_max_per_angstrom:.4g} 1/angstrom for a cell of "
+            f"{volume:.4g} angstrom^3, above MAX_REFLECTIONS = {MAX_REFLECTIONS:.3g}; raise d_min or use a "
+            "smaller (primitive) cell"
+        )
     gs = np.linalg.inv(lattice @ lattice.T)  # reciprocal metric, 1/angstrom^2
     lengths = np.sqrt(np.sum(lattice * lattice, axis=1))
     # |h| = |a . g| <= |a| |g|
@@ -489,8 +509,9 @@ def patterns(refls: Sequence[Reflections], conditions: Conditions, *, window_fwh
     Parameters
     ----------
     refls : sequence of Reflections
-        From :func:`reflections` (computed down to at least ``conditions.d_min_angstrom``; shorter d are
-        ignored, so reflections computed for a wider range can be reused).
+        From :func:`reflections`, computed down to at least ``conditions.d_min_angstrom`` (reflections for a
+        wider range can be reused: those beyond the grid contribute only their tails, within
+        ``window_fwhm`` FWHM of the edge).
     conditions : Conditions
     window_fwhm : float
         Half-width of the evaluated window, in FWHM.
