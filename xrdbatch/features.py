@@ -556,12 +556,12 @@ def features_to_store(store_path, feature_sets=None, peak_params: dict | None = 
     for name in feature_sets:
         get_feature_spec(name)
     params = PeakParams.from_dict(peak_params)
-    ds = xr.open_zarr(store_path)
+    from xrdbatch import store as xstore
+
+    ds = xstore.open_dataset(store_path)
     if "intensity" not in ds:
         raise ValueError(f"{store_path}: no 'intensity' variable; expected a store written by xrdbatch simulate")
-    conditions = json.loads(ds.attrs["conditions"]) if isinstance(ds.attrs.get("conditions"), str) \
-        else dict(ds.attrs["conditions"])
-    wavelength = float(conditions["wavelength_angstrom"])
+    wavelength = xstore.read_conditions(store_path).wavelength_angstrom
     tt = ds["two_theta"].values.astype(np.float64)
     intensity = ds["intensity"].data
     if intensity.chunks[1] != (intensity.shape[1],):
@@ -591,7 +591,7 @@ def features_to_store(store_path, feature_sets=None, peak_params: dict | None = 
         coords[dim] = names
     tmpl = xr.Dataset({k: xr.Variable(dims, data, attrs=a) for k, (dims, data, a) in template.items()},
                       coords=coords)
-    tmpl.to_zarr(store_path, mode="a", compute=False)
+    tmpl.to_zarr(store_path, mode="a", compute=False, consolidated=False)
 
     starts = np.concatenate([[0], np.cumsum(chunks)])
     blocks = intensity.to_delayed().ravel()
@@ -600,7 +600,8 @@ def features_to_store(store_path, feature_sets=None, peak_params: dict | None = 
     def _write(block, start, stop):
         result = _chunk_features(block, tt, wavelength, params.to_dict(), feature_sets, n_peaks)
         region_ds = xr.Dataset({k: (template[k][0], v) for k, v in result.items()})
-        region_ds.to_zarr(store_path, mode="r+", region={"structure": slice(int(start), int(stop))})
+        region_ds.to_zarr(store_path, mode="r+", region={"structure": slice(int(start), int(stop))},
+                          consolidated=False)
         return int(np.median(result["peak_count"])) if stop > start else 0
 
     tasks = [_write(b, starts[i], starts[i + 1]) for i, b in enumerate(blocks)]
@@ -618,9 +619,9 @@ def read_features(store_path, feature_set: str):
 
     Raises a ValueError that names the command to run when the features were not written yet.
     """
-    import xarray as xr
+    from xrdbatch import store as xstore
 
-    ds = xr.open_zarr(store_path)
+    ds = xstore.open_dataset(store_path)
     var = f"features_{feature_set}"
     if var not in ds:
         raise ValueError(f"{store_path}: no {var!r} variable; run `xrdbatch features --store {store_path} "

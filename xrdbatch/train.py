@@ -1,0 +1,692 @@
+"""Training: ExtraTrees for crystal system, space group (ranked) and lattice constants, honestly split.
+
+How the parts fit:
+
+- :class:`CrystalForest` is the composite estimator (scikit-learn etiquette: ``__init__`` stores parameters,
+  ``fit`` returns ``self``, fitted state ends in ``_``, ``random_state`` explicit). It composes plain
+  scikit-learn forests, it does not subclass them:
+
+  * ``crystal_system_model_``: one ``ExtraTreesClassifier`` over the 7 crystal systems;
+  * ``space_group_models_[system]``: one ``ExtraTreesClassifier`` per crystal system, trained on that
+    system's rows only. Ranked candidates come from ``P(sg) = P(system) P(sg | system)`` over all 230
+    groups, ordered with ``classes_``. This is the answer to the size problem: a forest stores one value
+    per class in every node, so one 230-class forest costs ~33x a 7-class forest of the same shape;
+    per-system forests have 2-68 classes and each sees only its own rows;
+  * ``lattice_models_[system]``: one ``ExtraTreesRegressor`` per system for its *free* parameters only
+    (:data:`LATTICE_FREE`: cubic a; tetragonal/hexagonal/trigonal a, c; ...), the fixed ones are filled in.
+
+  Node counts are bounded by ``min_samples_leaf`` and ``max_samples`` (each tree sees a bootstrap
+  fraction): the bundle size and the fit time scale with them (see ``bench/train.py``).
+- :func:`split_indices` (random, or grouped by structure type with ``GroupShuffleSplit`` so that
+  near-duplicates never straddle train and test), :func:`evaluate` (metrics), and
+  :func:`train_from_store` / :func:`train_arrays` (the orchestration behind ``xrdbatch train``: read the
+  features, split, fit, predict the held-out rows, write the bundle with the evaluation table beside it).
+
+Parallelism: ``n_jobs`` threads on one node; ``backend="dask"`` runs the same fits through joblib's Dask
+backend on a ``distributed`` cluster (the client must exist; see :func:`xrdbatch.cluster.get_client`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from xrdbatch.crystal import CRYSTAL_SYSTEMS
+
+LATTICE_NAMES = ("a", "b", "c", "alpha", "beta", "gamma")
+
+#: Free lattice parameters per crystal system (conventional standard cell; trigonal in hexagonal axes).
+LATTICE_FREE: dict[str, tuple[str, ...]] = {
+    "triclinic": ("a", "b", "c", "alpha", "beta", "gamma"),
+    "monoclinic": ("a", "b", "c", "beta"),
+    "orthorhombic": ("a", "b", "c"),
+    "tetragonal": ("a", "c"),
+    "trigonal": ("a", "c"),
+    "hexagonal": ("a", "c"),
+    "cubic": ("a",),
+}
+
+#: Fixed angles per system (degrees); lengths tied to ``a`` are filled by :func:`complete_lattice`.
+_FIXED_ANGLES = {
+    "triclinic": {},
+    "monoclinic": {"alpha": 90.0, "gamma": 90.0},
+    "orthorhombic": {"alpha": 90.0, "beta": 90.0, "gamma": 90.0},
+    "tetragonal": {"alpha": 90.0, "beta": 90.0, "gamma": 90.0},
+    "trigonal": {"alpha": 90.0, "beta": 90.0, "gamma": 120.0},
+    "hexagonal": {"alpha": 90.0, "beta": 90.0, "gamma": 120.0},
+    "cubic": {"alpha": 90.0, "beta": 90.0, "gamma": 90.0},
+}
+
+SPLITS = ("random", "grouped")
+
+
+def complete_lattice(system: str, free: np.ndarray) -> np.ndarray:
+    """All six lattice parameters ``(n, 6)`` (a, b, c in angstrom, angles in degrees) from the free ones.
+
+    >>> complete_lattice("tetragonal", np.array([[4.0, 6.0]])).tolist()
+    [[4.0, 4.0, 6.0, 90.0, 90.0, 90.0]]
+    """
+    names = LATTICE_FREE[system]
+    free = np.asarray(free, dtype=np.float64).reshape(-1, len(names))
+    out = np.full((free.shape[0], 6), np.nan)
+    for j, name in enumerate(names):
+        out[:, LATTICE_NAMES.index(name)] = free[:, j]
+    for name, value in _FIXED_ANGLES[system].items():
+        out[:, LATTICE_NAMES.index(name)] = value
+    if "b" not in names:
+        out[:, 1] = out[:, 0]
+    if "c" not in names:
+        out[:, 2] = out[:, 0]
+    return out
+
+
+@dataclass(frozen=True)
+class ForestParams:
+    """Shape of one family of forests (passed to ``ExtraTrees*``)."""
+
+    n_estimators: int = 100
+    max_depth: int | None = None
+    min_samples_leaf: int = 1
+    max_features: float | int | str | None = "sqrt"
+    max_samples: float | None = None  # bootstrap fraction per tree (None = every tree sees all rows)
+
+    def estimator_kwargs(self) -> dict:
+        kw = dict(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                  min_samples_leaf=self.min_samples_leaf, max_features=self.max_features)
+        if self.max_samples is not None:
+            kw.update(bootstrap=True, max_samples=self.max_samples)
+        return kw
+
+
+#: Defaults chosen with bench/train.py: 160k rows fit in < 60 s on 2 cores, bundle well under 300 MB.
+DEFAULT_PARAMS = {
+    "crystal_system": ForestParams(n_estimators=100, min_samples_leaf=2, max_samples=0.5),
+    "space_group": ForestParams(n_estimators=60, min_samples_leaf=2, max_samples=0.5),
+    "lattice": ForestParams(n_estimators=40, min_samples_leaf=3, max_samples=0.5, max_features=0.5),
+}
+
+#: The seed's recipe (for comparison only; its models are gigabytes at 160k rows).
+SEED_PARAMS = {
+    "crystal_system": ForestParams(n_estimators=500, max_depth=30, max_features=9),
+    "space_group": ForestParams(n_estimators=200, max_depth=25, max_features="sqrt"),
+}
+
+
+class CrystalForest:
+    """Crystal system, ranked space groups and lattice constants from peak features.
+
+    Parameters
+    ----------
+    crystal_system, space_group, lattice : ForestParams
+        Forest shapes of the three families (defaults :data:`DEFAULT_PARAMS`).
+    hierarchical_space_group : bool
+        True (default): one space-group forest per crystal system. False: one flat forest over all
+        space groups (the seed's way; large).
+    random_state : int
+    n_jobs : int or None
+        Threads per forest fit/predict.
+
+    Attributes
+    ----------
+    crystal_system_model_ : ExtraTreesClassifier
+    space_group_models_ : dict str -> ExtraTreesClassifier
+        Per crystal system (key ``"all"`` when not hierarchical).
+    lattice_models_ : dict str -> ExtraTreesRegressor
+    fit_seconds_ : dict str -> float
+        Wall time of every fitted forest.
+    """
+
+    def __init__(self, crystal_system: ForestParams | None = None, space_group: ForestParams | None = None,
+                 lattice: ForestParams | None = None, *, hierarchical_space_group: bool = True,
+                 fit_lattice: bool = True, scale_column: int | None = None, scale_kind: str | None = None,
+                 wavelength_angstrom: float | None = None, random_state: int = 0, n_jobs: int | None = None):
+        self.crystal_system = crystal_system
+        self.space_group = space_group
+        self.lattice = lattice
+        self.hierarchical_space_group = hierarchical_space_group
+        self.fit_lattice = fit_lattice
+        self.scale_column = scale_column
+        self.scale_kind = scale_kind
+        self.wavelength_angstrom = wavelength_angstrom
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _scale(self, X) -> np.ndarray | None:
+        """d-spacing of the first peak per row (angstrom), or None when no scale column is set.
+
+        Lengths are regressed as ``log(length / d_1)``: scale-free targets (for a cubic cell, sqrt of an
+        integer), which trees predict far better than raw lengths that span 3-30 angstrom.
+        """
+        if self.scale_column is None:
+            return None
+        v = np.asarray(X[:, self.scale_column], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.scale_kind == "q":
+                d = 2 * np.pi / v
+            elif self.scale_kind == "two_theta":
+                d = self.wavelength_angstrom / (2 * np.sin(np.radians(v) / 2))
+            else:
+                raise ValueError(f"scale_kind must be 'q' or 'two_theta', got {self.scale_kind!r}")
+        bad = ~np.isfinite(d) | (v <= 0)
+        d[bad] = getattr(self, "scale_fallback_", 1.0)
+        return d
+
+    def _lattice_target(self, system, lattice_rows, scale_rows):
+        names = LATTICE_FREE[system]
+        target = lattice_rows[:, [LATTICE_NAMES.index(p) for p in names]].astype(np.float64)
+        if scale_rows is not None:
+            for j, name in enumerate(names):
+                if name in ("a", "b", "c"):
+                    target[:, j] = np.log(target[:, j] / scale_rows)
+        return target
+
+    def _lattice_from_target(self, system, pred, scale_rows):
+        names = LATTICE_FREE[system]
+        pred = np.asarray(pred, dtype=np.float64).reshape(len(pred), len(names)).copy()
+        if scale_rows is not None:
+            for j, name in enumerate(names):
+                if name in ("a", "b", "c"):
+                    pred[:, j] = np.exp(pred[:, j]) * scale_rows
+        return complete_lattice(system, pred)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _forest(self, kind: str, family: str):
+        from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+
+        params = getattr(self, family) or DEFAULT_PARAMS[family]
+        cls = ExtraTreesClassifier if kind == "classifier" else ExtraTreesRegressor
+        return cls(random_state=self.random_state, n_jobs=self.n_jobs, **params.estimator_kwargs())
+
+    def fit(self, X, crystal_system, space_group, lattice=None) -> CrystalForest:
+        """Fit every forest.
+
+        Parameters
+        ----------
+        X : array (n, n_features)
+        crystal_system : array (n,) of str (values of CRYSTAL_SYSTEMS)
+        space_group : array (n,) of int (1-230)
+        lattice : array (n, 6), optional
+            a, b, c (angstrom), alpha, beta, gamma (degree); required when ``fit_lattice``.
+        """
+        X = np.asarray(X, dtype=np.float32)
+        systems = np.asarray(crystal_system).astype(str)
+        sg = np.asarray(space_group).astype(np.int64)
+        self.fit_seconds_ = {}
+
+        t = time.perf_counter()
+        self.crystal_system_model_ = self._forest("classifier", "crystal_system").fit(X, systems)
+        self.fit_seconds_["crystal_system"] = time.perf_counter() - t
+
+        self.space_group_models_ = {}
+        groups = sorted(set(systems)) if self.hierarchical_space_group else ["all"]
+        for system in groups:
+            rows = systems == system if system != "all" else slice(None)
+            t = time.perf_counter()
+            self.space_group_models_[system] = self._forest("classifier", "space_group").fit(X[rows], sg[rows])
+            self.fit_seconds_[f"space_group/{system}"] = time.perf_counter() - t
+
+        self.lattice_models_ = {}
+        if self.fit_lattice:
+            if lattice is None:
+                raise ValueError("fit_lattice=True needs lattice (n, 6); pass lattice= or fit_lattice=False")
+            lattice = np.asarray(lattice, dtype=np.float64)
+            if self.scale_column is not None:
+                self.scale_fallback_ = 1.0
+                raw = self._scale(X)
+                good = X[:, self.scale_column] > 0
+                self.scale_fallback_ = float(np.median(raw[good])) if good.any() else 1.0
+            scale = self._scale(X)
+            for system in sorted(set(systems)):
+                rows = systems == system
+                target = self._lattice_target(system, lattice[rows], None if scale is None else scale[rows])
+                if target.shape[1] == 1:
+                    target = target.ravel()
+                t = time.perf_counter()
+                self.lattice_models_[system] = self._forest("regressor", "lattice").fit(X[rows], target)
+                self.fit_seconds_[f"lattice/{system}"] = time.perf_counter() - t
+        return self
+
+    # -- prediction ---------------------------------------------------------------------------
+    @property
+    def classes_(self) -> np.ndarray:
+        """Crystal systems in the column order of :meth:`predict_proba`."""
+        return self.crystal_system_model_.classes_
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Crystal-system probabilities ``(n, len(classes_))``."""
+        return self.crystal_system_model_.predict_proba(np.asarray(X, dtype=np.float32))
+
+    def space_group_proba(self, X, system_proba: np.ndarray | None = None):
+        """``(groups (m,) int, P (n, m))``: ``P(sg) = P(system) P(sg | system)`` over every known group."""
+        X = np.asarray(X, dtype=np.float32)
+        if "all" in self.space_group_models_:
+            model = self.space_group_models_["all"]
+            return model.classes_.astype(np.int64), model.predict_proba(X)
+        if system_proba is None:
+            system_proba = self.predict_proba(X)
+        groups, blocks = [], []
+        for j, system in enumerate(self.classes_):
+            model = self.space_group_models_.get(system)
+            if model is None:
+                continue
+            groups.append(model.classes_.astype(np.int64))
+            blocks.append(model.predict_proba(X) * system_proba[:, j:j + 1])
+        return np.concatenate(groups), np.concatenate(blocks, axis=1)
+
+    def predict_frame(self, X, top_k: int = 5) -> pd.DataFrame:
+        """The contract's prediction table (see :meth:`xrdbatch.bundle.ModelBundle.predict`).
+
+        Columns: crystal_system, crystal_system_prob, space_group_1..k, space_group_prob_1..k (0 and 0.0
+        where fewer than k groups are known), a, b, c, alpha, beta, gamma (lattice of the predicted system).
+        """
+        X = np.asarray(X, dtype=np.float32)
+        n = X.shape[0]
+        proba = self.predict_proba(X)
+        best = proba.argmax(axis=1)
+        out = {"crystal_system": self.classes_[best].astype(object), "crystal_system_prob": proba[np.arange(n), best]}
+        groups, sg_proba = self.space_group_proba(X, proba)
+        k = min(top_k, groups.size)
+        order = np.argsort(-sg_proba, axis=1, kind="stable")[:, :k]
+        for i in range(top_k):
+            if i < k:
+                out[f"space_group_{i + 1}"] = groups[order[:, i]]
+                out[f"space_group_prob_{i + 1}"] = sg_proba[np.arange(n), order[:, i]]
+            else:
+                out[f"space_group_{i + 1}"] = np.zeros(n, dtype=np.int64)
+                out[f"space_group_prob_{i + 1}"] = np.zeros(n)
+        lattice = self._predict_lattice(X, out["crystal_system"])
+        for j, name in enumerate(LATTICE_NAMES):
+            out[name] = lattice[:, j]
+        frame = pd.DataFrame(out)
+        frame["crystal_system"] = frame["crystal_system"].astype(str)
+        return frame
+
+    def predict_lattice_given_system(self, X, systems) -> np.ndarray:
+        """Lattice ``(n, 6)`` predicted with the regressor of the given (true) systems: isolates regression
+        quality from crystal-system mistakes in the report."""
+        return self._predict_lattice(np.asarray(X, dtype=np.float32), np.asarray(systems).astype(str))
+
+    def _predict_lattice(self, X, systems) -> np.ndarray:
+        out = np.full((X.shape[0], 6), np.nan)
+        scale = self._scale(X)
+        for system, model in self.lattice_models_.items():
+            rows = systems == system
+            if rows.any():
+                out[rows] = self._lattice_from_target(system, model.predict(X[rows]),
+                                                      None if scale is None else scale[rows])
+        return out
+
+    def get_params(self) -> dict:
+        """Constructor parameters that are not forest shapes (saved in the bundle manifest)."""
+        return {"hierarchical_space_group": self.hierarchical_space_group, "fit_lattice": self.fit_lattice,
+                "scale_column": self.scale_column, "scale_kind": self.scale_kind,
+                "wavelength_angstrom": self.wavelength_angstrom, "random_state": self.random_state,
+                "scale_fallback_": getattr(self, "scale_fallback_", None)}
+
+    # -- parts (for the bundle) ---------------------------------------------------------------
+    def parts(self) -> dict:
+        """Every fitted scikit-learn estimator by a file-safe name."""
+        parts = {"crystal_system": self.crystal_system_model_}
+        parts.update({f"space_group__{k}": m for k, m in self.space_group_models_.items()})
+        parts.update({f"lattice__{k}": m for k, m in self.lattice_models_.items()})
+        return parts
+
+    @classmethod
+    def from_parts(cls, parts: dict, **params) -> CrystalForest:
+        """Inverse of :meth:`parts` (used by :func:`xrdbatch.bundle.load_bundle`)."""
+        fallback = params.pop("scale_fallback_", None)
+        self = cls(**params)
+        if fallback is not None:
+            self.scale_fallback_ = fallback
+        self.crystal_system_model_ = parts["crystal_system"]
+        self.space_group_models_ = {k.split("__", 1)[1]: m for k, m in parts.items() if k.startswith("space_group__")}
+        self.lattice_models_ = {k.split("__", 1)[1]: m for k, m in parts.items() if k.startswith("lattice__")}
+        self.hierarchical_space_group = "all" not in self.space_group_models_
+        return self
+
+    def feature_importances(self) -> np.ndarray:
+        """Impurity importances of the crystal-system forest."""
+        return self.crystal_system_model_.feature_importances_
+
+
+# ------------------------------------------------------------------------------ splits ----
+def split_indices(n: int, split: str = "grouped", groups=None, test_size: float = 0.2,
+                  random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test row indices.
+
+    ``"random"``: ShuffleSplit. ``"grouped"``: GroupShuffleSplit over ``groups`` (structure types), so that
+    every structure type is entirely in train or entirely in test (``test_size`` is then the fraction of
+    groups, not rows).
+    """
+    from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {SPLITS}")
+    if split == "grouped":
+        if groups is None:
+            raise ValueError("split='grouped' needs groups (the structure_type of every row)")
+        groups = np.asarray(groups)
+        splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
+        train, test = next(splitter.split(np.zeros(n), groups=groups))
+    else:
+        splitter = ShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
+        train, test = next(splitter.split(np.zeros(n)))
+    return np.sort(train), np.sort(test)
+
+
+# ------------------------------------------------------------------------------ metrics ----
+def evaluate(frame: pd.DataFrame) -> dict:
+    """Metrics of an evaluation table (true_* and predicted columns, see :func:`evaluation_table`).
+
+    Returns accuracy, macro accuracy (mean per-class recall), per-class recall, space-group top-1/5/10,
+    and lattice R^2 and MAPE (percent) per crystal system, for the regressor of the true system
+    (``lattice_given_system``) and end to end (``lattice``, with the predicted system).
+    """
+    from sklearn.metrics import r2_score
+
+    true = frame["true_crystal_system"].astype(str).to_numpy()
+    pred = frame["crystal_system"].astype(str).to_numpy()
+    recall = {s: float(np.mean(pred[true == s] == s)) for s in CRYSTAL_SYSTEMS if np.any(true == s)}
+    sg_true = frame["true_space_group"].to_numpy()
+    ks = sorted(int(c.rsplit("_", 1)[1]) for c in frame.columns
+                if c.startswith("space_group_") and not c.startswith("space_group_prob") and c[12:].isdigit())
+    hits = np.stack([frame[f"space_group_{k}"].to_numpy() == sg_true for k in ks], axis=1)
+    top = {f"top{k}": float(hits[:, :k].any(axis=1).mean()) for k in (1, 5, 10) if k <= len(ks)}
+    metrics = {
+        "n_test": int(len(frame)),
+        "crystal_system": {"accuracy": float(np.mean(true == pred)),
+                           "macro_accuracy": float(np.mean(list(recall.values()))) if recall else float("nan"),
+                           "recall": recall,
+                           "support": {s: int(np.sum(true == s)) for s in recall}},
+        "space_group": top,
+    }
+    lattice = {}
+    for system in CRYSTAL_SYSTEMS:
+        rows = true == system
+        if rows.sum() < 2:
+            continue
+        entry = {}
+        for name in LATTICE_FREE[system]:
+            y = frame.loc[rows, f"true_{name}"].to_numpy(dtype=float)
+            for label, col in (("given_system", f"lattice_given_system_{name}"), ("end_to_end", name)):
+                if col not in frame:
+                    continue
+                p = frame.loc[rows, col].to_numpy(dtype=float)
+                ok = np.isfinite(p) & np.isfinite(y) & (y != 0)
+                if ok.sum() < 2:
+                    continue
+                entry.setdefault(label, {})[name] = {
+                    "r2": float(r2_score(y[ok], p[ok])),
+                    "mape_percent": float(100 * np.mean(np.abs(p[ok] - y[ok]) / np.abs(y[ok]))),
+                }
+        if entry:
+            given = entry.get("given_system", {})
+            entry["mape_percent"] = float(np.mean([v["mape_percent"] for v in given.values()])) if given else None
+            lattice[system] = entry
+    metrics["lattice"] = lattice
+    mapes = [v["mape_percent"] for v in lattice.values() if v.get("mape_percent") is not None]
+    metrics["lattice_mape_percent_mean"] = float(np.mean(mapes)) if mapes else None
+    return metrics
+
+
+def evaluation_table(model: CrystalForest, X, labels: pd.DataFrame, feature_names, top_k: int = 10) -> pd.DataFrame:
+    """Held-out rows: features, true labels, predictions (top-k groups), crystal-system probabilities and
+    the lattice predicted with the true system. Saved in the bundle so the report needs no store."""
+    X = np.asarray(X, dtype=np.float32)
+    pred = model.predict_frame(X, top_k=top_k)
+    table = pd.DataFrame(X, columns=[f"x_{n}" for n in feature_names])
+    table.insert(0, "structure_id", labels["structure_id"].to_numpy() if "structure_id" in labels else np.arange(len(X)))
+    table["true_crystal_system"] = labels["crystal_system"].astype(str).to_numpy()
+    table["true_space_group"] = labels["spacegroup_number"].astype(np.int64).to_numpy()
+    for name in LATTICE_NAMES:
+        table[f"true_{name}"] = labels[name].to_numpy(dtype=float)
+    if "structure_type" in labels:
+        table["structure_type"] = labels["structure_type"].astype(str).to_numpy()
+    for col in pred.columns:
+        table[col] = pred[col].to_numpy()
+    proba = model.predict_proba(X)
+    for j, system in enumerate(model.classes_):
+        table[f"proba_{system}"] = proba[:, j]
+    given = model.predict_lattice_given_system(X, table["true_crystal_system"].to_numpy())
+    for j, name in enumerate(LATTICE_NAMES):
+        table[f"lattice_given_system_{name}"] = given[:, j]
+    return table
+
+
+# ------------------------------------------------------------------------------ orchestration ----
+LABEL_COLUMNS = ("structure_id", "crystal_system", "spacegroup_number", "a", "b", "c", "alpha", "beta", "gamma",
+                 "structure_type")
+
+
+def data_hash(X: np.ndarray, labels: pd.DataFrame) -> str:
+    """sha256 of the training matrix and labels (what the bundle was trained on)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    for col in LABEL_COLUMNS:
+        if col in labels:
+            h.update(col.encode())
+            h.update(pd.util.hash_pandas_object(labels[col].reset_index(drop=True), index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _fit(model: CrystalForest, X, labels, backend: str | None):
+    args = (X, labels["crystal_system"].to_numpy(), labels["spacegroup_number"].to_numpy(),
+            labels[list(LATTICE_NAMES)].to_numpy(dtype=float))
+    if backend in (None, "threads"):
+        return model.fit(*args)
+    import joblib
+
+    with joblib.parallel_config(backend=backend):
+        return model.fit(*args)
+
+
+def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_names, peak_params: dict,
+                 conditions, split: str = "grouped", test_size: float = 0.2, random_state: int = 0,
+                 n_jobs: int | None = None, backend: str | None = None, model_params: dict | None = None,
+                 source: dict | None = None, overwrite: bool = False, log=print) -> dict:
+    """Split, fit, evaluate on the held-out rows, refit nothing, and write the bundle to ``out``.
+
+    The held-out evaluation table goes into the bundle (``evaluation.parquet``) for the report.
+    Returns the manifest.
+    """
+    from xrdbatch import bundle
+
+    X = np.asarray(X, dtype=np.float32)
+    labels = labels.reset_index(drop=True)
+    groups = labels["structure_type"].astype(str).to_numpy() if "structure_type" in labels else None
+    train, test = split_indices(len(X), split, groups, test_size, random_state)
+    log(f"train: {len(train)} rows, test: {len(test)} rows ({split} split"
+        + (f", {len(set(groups[test]))} held-out structure types)" if split == "grouped" else ")"))
+    names = list(feature_names)
+    scale = {}
+    if "q_1" in names:
+        scale = {"scale_column": names.index("q_1"), "scale_kind": "q"}
+    elif "two_theta_1" in names:
+        scale = {"scale_column": names.index("two_theta_1"), "scale_kind": "two_theta",
+                 "wavelength_angstrom": conditions.wavelength_angstrom}
+    model = CrystalForest(**{**scale, **(model_params or {})}, random_state=random_state, n_jobs=n_jobs)
+    t0 = time.perf_counter()
+    _fit(model, X[train], labels.iloc[train], backend)
+    fit_seconds = time.perf_counter() - t0
+    log(f"fitted {len(model.parts())} forests in {fit_seconds:.1f} s")
+    table = evaluation_table(model, X[test], labels.iloc[test], feature_names)
+    metrics = evaluate(table)
+    cs = metrics["crystal_system"]
+    log(f"held-out: crystal system {cs['accuracy']:.3f} (macro {cs['macro_accuracy']:.3f}), space group "
+        + ", ".join(f"{k} {v:.3f}" for k, v in metrics["space_group"].items())
+        + (f", lattice MAPE {metrics['lattice_mape_percent_mean']:.2f} %" if metrics["lattice_mape_percent_mean"]
+           is not None else ""))
+    training = {
+        "split": split, "test_size": test_size, "random_state": random_state,
+        "n_train": int(len(train)), "n_test": int(len(test)), "n_rows": int(len(X)),
+        "data_sha256": data_hash(X, labels), "fit_seconds": fit_seconds,
+        "fit_seconds_by_model": model.fit_seconds_, "n_jobs": n_jobs, "backend": backend or "threads",
+        "model_params": {k: (v.__dict__ if isinstance(v, ForestParams) else v)
+                         for k, v in {"crystal_system": model.crystal_system or DEFAULT_PARAMS["crystal_system"],
+                                      "space_group": model.space_group or DEFAULT_PARAMS["space_group"],
+                                      "lattice": model.lattice or DEFAULT_PARAMS["lattice"],
+                                      "hierarchical_space_group": model.hierarchical_space_group}.items()},
+        "source": source or {},
+    }
+    return bundle.save_bundle(model, out, conditions=conditions, feature_set=feature_set,
+                              feature_names=list(feature_names), peak_params=peak_params, training=training,
+                              metrics=metrics, evaluation=table, overwrite=overwrite)
+
+
+def read_training_data(store_path, feature_set: str):
+    """``(X, labels DataFrame, feature names, peak params, conditions, source info)`` of the ok rows of a store."""
+    from xrdbatch import features, store as xstore
+
+    X, names, peak_params, ds = features.read_features(store_path, feature_set)
+    status = ds["sim_status"].values.astype(str) if "sim_status" in ds else np.full(len(X), "ok")
+    labels = pd.DataFrame({col: ds[col].values for col in LABEL_COLUMNS if col in ds.variables})
+    ok = (status == "ok") & labels["crystal_system"].astype(str).isin(CRYSTAL_SYSTEMS).to_numpy()
+    conditions = xstore.read_conditions(store_path)
+    source = {"store": str(store_path), "catalog_sha256": ds.attrs.get("catalog_sha256", ""),
+              "n_structures": int(len(X)), "n_ok": int(ok.sum())}
+    return X[ok], labels[ok].reset_index(drop=True), names, peak_params, conditions, source
+
+
+def train_from_store(store_path, out, *, feature_set: str = "seed11", **kwargs) -> dict:
+    """``xrdbatch train``: read the features of a store, then :func:`train_arrays`."""
+    X, labels, names, peak_params, conditions, source = read_training_data(store_path, feature_set)
+    if len(X) < 10:
+        raise ValueError(f"{store_path}: only {len(X)} usable rows (sim_status ok with a crystal system); "
+                         "need at least 10 to split and train")
+    return train_arrays(X, labels, out, feature_set=feature_set, feature_names=names, peak_params=peak_params,
+                        conditions=conditions, source=source, **kwargs)
+
+
+# ------------------------------------------------------------------------------ synthetic features ----
+def _centring_of_groups() -> dict[int, str]:
+    """Lattice centring letter (P, A, B, C, I, F, R) of every space group's standard setting (spglib)."""
+    import spglib
+
+    letters = {}
+    for hall in range(1, 531):
+        t = spglib.get_spacegroup_type(hall)
+        number = t.number
+        if number not in letters:
+            letters[number] = t.international_short[0]
+    return letters
+
+
+def _space_group_prior() -> np.ndarray:
+    import json
+    from importlib import resources
+
+    try:
+        data = json.loads(resources.files("xrdbatch").joinpath("data", "space_group_prior.json").read_text())
+        counts = np.asarray(data["icsd"]["counts"], dtype=float)
+    except (FileNotFoundError, KeyError, ModuleNotFoundError):
+        counts = np.ones(230)
+    return (counts + 0.5) / (counts + 0.5).sum()
+
+
+def synthetic_lattice_features(n: int, feature_set: str = "seed11", *, wavelength_angstrom: float = 1.5406,
+                               two_theta_range_deg=(5.0, 90.0), height_rel: float = 0.01, seed: int = 0,
+                               chunk: int = 5000):
+    """ICSD-like features without simulating patterns: for benchmarks and tests of training at scale.
+
+    Space groups are drawn from the ICSD frequencies, cells per crystal system (lengths 3-20 angstrom,
+    log-uniform; monoclinic beta 90-120 deg; triclinic angles 60-120 deg), reflections h,k,l in -6..6 kept by
+    the lattice centring only (glide/screw absences ignored), Wilson-statistics intensities (exponential,
+    summed where d-spacings coincide within 0.02 deg) with a Debye-Waller fall-off, weak ones
+    (< ``height_rel`` of the strongest) dropped. The result has the feature distribution of simulated
+    patterns (positions, counts, ratios), so fit times and model sizes measured on it transfer.
+
+    Returns
+    -------
+    X : ndarray (n, n_features) float32
+    labels : DataFrame
+        structure_id, crystal_system, spacegroup_number, a, b, c, alpha, beta, gamma, structure_type
+        (synthetic groups of 4 consecutive structures of one space group, for grouped splits).
+    """
+    from xrdbatch import features
+    from xrdbatch.crystal import crystal_system_of
+
+    rng = np.random.default_rng(seed)
+    prior = _space_group_prior()
+    sg = rng.choice(np.arange(1, 231), size=n, p=prior)
+    systems = np.array([crystal_system_of(s) for s in range(1, 231)])[sg - 1]
+    centring = _centring_of_groups()
+    letter = np.array([centring[s] for s in range(1, 231)])[sg - 1]
+
+    lengths = np.exp(rng.uniform(np.log(3.0), np.log(20.0), size=(n, 3)))
+    angles = np.full((n, 3), 90.0)
+    lat = np.concatenate([lengths, angles], axis=1)
+    for system in CRYSTAL_SYSTEMS:
+        rows = systems == system
+        m = int(rows.sum())
+        if system == "cubic":
+            lat[rows, 1] = lat[rows, 2] = lat[rows, 0]
+        elif system == "tetragonal":
+            lat[rows, 1] = lat[rows, 0]
+        elif system in ("hexagonal", "trigonal"):
+            lat[rows, 1] = lat[rows, 0]
+            lat[rows, 5] = 120.0
+        elif system == "monoclinic":
+            lat[rows, 4] = rng.uniform(90.0, 120.0, m)
+        elif system == "triclinic":
+            lat[rows, 3:] = rng.uniform(70.0, 110.0, (m, 3))
+    # Volume per atom ~ ICSD-like: keep cells below ~2000 A^3 by shrinking the longest axes a little.
+    hkl = np.stack(np.meshgrid(*[np.arange(-6, 7)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    hkl = hkl[np.any(hkl != 0, axis=1)]
+    h, k, l = hkl.T
+    allowed = {
+        "P": np.ones(len(hkl), bool), "I": (h + k + l) % 2 == 0,
+        "F": ((h % 2) == (k % 2)) & ((k % 2) == (l % 2)), "C": (h + k) % 2 == 0,
+        "A": (k + l) % 2 == 0, "B": (h + l) % 2 == 0, "R": (-h + k + l) % 3 == 0,
+    }
+    lo, hi = two_theta_range_deg
+    s_max = 2 * np.sin(np.radians(hi) / 2) / wavelength_angstrom  # 1/d max
+    s_min = 2 * np.sin(np.radians(lo) / 2) / wavelength_angstrom
+    bin_deg = 0.02
+    rows_all, pos_all, height_all = [], [], []
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        a, b, c = (lat[start:stop, i] for i in range(3))
+        al, be, ga = (np.radians(lat[start:stop, i]) for i in range(3, 6))
+        # reciprocal metric tensor G* = G^-1
+        G = np.empty((stop - start, 3, 3))
+        G[:, 0, 0], G[:, 1, 1], G[:, 2, 2] = a * a, b * b, c * c
+        G[:, 0, 1] = G[:, 1, 0] = a * b * np.cos(ga)
+        G[:, 0, 2] = G[:, 2, 0] = a * c * np.cos(be)
+        G[:, 1, 2] = G[:, 2, 1] = b * c * np.cos(al)
+        Gs = np.linalg.inv(G)
+        inv_d2 = np.einsum("mi,nij,mj->nm", hkl.astype(float), Gs, hkl.astype(float), optimize=True)
+        inv_d = np.sqrt(np.maximum(inv_d2, 0))
+        mask = np.stack([allowed[x] for x in letter[start:stop]]) & (inv_d >= s_min) & (inv_d <= s_max)
+        tt = np.degrees(2 * np.arcsin(np.clip(inv_d * wavelength_angstrom / 2, 0, 1)))
+        intensity = rng.exponential(1.0, size=tt.shape) * np.exp(-0.5 * inv_d2)  # B ~ 2 A^2
+        r, j = np.nonzero(mask)
+        key = r.astype(np.int64) * 10_000_000 + np.round(tt[r, j] / bin_deg).astype(np.int64)
+        uniq, inv = np.unique(key, return_inverse=True)
+        summed = np.bincount(inv, weights=intensity[r, j])
+        ur = uniq // 10_000_000
+        upos = (uniq % 10_000_000) * bin_deg
+        rmax = np.zeros(stop - start)
+        np.maximum.at(rmax, ur, summed)
+        hgt = summed / np.maximum(rmax[ur], 1e-300)
+        keep = hgt >= height_rel
+        rows_all.append(ur[keep] + start)
+        pos_all.append(upos[keep])
+        height_all.append(hgt[keep])
+    rows = np.concatenate(rows_all)
+    pos = np.concatenate(pos_all)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    q = 4 * np.pi * np.sin(np.radians(pos) / 2) / wavelength_angstrom
+    peaks = features.Peaks(rows, pos, q, np.concatenate(height_all).astype(np.float32), offsets)
+    X = features.from_peaks(peaks, feature_set)
+    labels = pd.DataFrame({
+        "structure_id": [f"lat-{seed}-{i}" for i in range(n)],
+        "crystal_system": systems, "spacegroup_number": sg,
+        "a": lat[:, 0], "b": lat[:, 1], "c": lat[:, 2], "alpha": lat[:, 3], "beta": lat[:, 4], "gamma": lat[:, 5],
+        "structure_type": [f"lat_{s}_{i // 4}" for i, s in enumerate(sg)],
+    })
+    return X, labels
