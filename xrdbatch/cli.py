@@ -21,10 +21,10 @@ def _add_ingest(sub):
     p.add_argument("sources", nargs="+", help="folders/files of CIF/POSCAR/JSON, builtin:prototypes, synthetic:N")
     p.add_argument("--out", required=True, help="catalog Parquet path")
     p.add_argument("--symprec", type=float, default=None, help="spglib symprec in angstrom")
-    p.add_argument("--max-atoms", type=int, default=None, help="entries above this become skipped rows")
-    p.add_argument("--keep-duplicates", action="store_true", help="keep rows with identical content")
+    p.add_argument("--max-atoms", type=int, default=None, help="atoms (sites) in the cell above this: skipped rows")
+    p.add_argument("--keep-duplicates", action="store_true", help="keep later copies of the same structure as ok")
     p.add_argument("--seed", type=int, default=0, help="seed of synthetic:N sources")
-    p.add_argument("--prior", default=None, help="space-group prior for synthetic:N (icsd, cod, mp)")
+    p.add_argument("--prior", default=None, help="space-group prior for synthetic:N (icsd, cod, mp, uniform)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: all cores)")
     _add_cluster_options(p)
     return p
@@ -35,8 +35,18 @@ def _cmd_ingest(args) -> int:
 
     options = {k: v for k, v in dict(symprec=args.symprec, max_atoms=args.max_atoms, seed=args.seed,
                                       prior=args.prior).items() if v is not None}
-    summary = sources.ingest_to_parquet(args.sources, args.out, dedupe=not args.keep_duplicates,
-                                        progress=True, **options)
+    run = lambda **kw: sources.ingest_to_parquet(args.sources, args.out, dedupe=not args.keep_duplicates,  # noqa: E731
+                                                 progress=True, **options, **kw)
+    try:
+        if args.scheduler_address or args.scheduler_file:  # a Dask cluster; otherwise local processes
+            from xrdbatch import cluster
+
+            with cluster.get_client(**_cluster_kwargs(args)) as client:
+                summary = run(client=client)
+        else:
+            summary = run(n_workers=args.workers or args.n_workers)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
     print(summary)
     return 0
 

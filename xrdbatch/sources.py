@@ -157,7 +157,7 @@ _STATED_NUMBER_TAGS = ("_space_group_IT_number", "_symmetry_Int_Tables_number", 
                        "_symmetry.Int_Tables_number")
 _STATED_SYMBOL_TAGS = ("_space_group_name_H-M_alt", "_symmetry_space_group_name_H-M",
                        "_space_group.name_H-M_alt", "_symmetry.space_group_name_H-M")
-_B_TAGS = ("_atom_site_U_iso_or_equiv", "_atom_site_B_iso_or_equiv")
+_CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c")
 
 
 def _cif_value(block, tags) -> str:
@@ -305,6 +305,9 @@ def _crystal_from_cif_block(block, stated_number: int = 0) -> Crystal:
             raise RecordError("only Cartesian coordinates (_atom_site_Cartn_x; a macromolecular/mmCIF file?), "
                               "no fractional coordinates")
         raise RecordError("no atom sites (_atom_site_fract_x missing)")
+    missing = [t for t in _CELL_TAGS if _cif_value(block, (t, t.replace("_cell_", "_cell."))) == ""]
+    if missing:
+        raise RecordError(f"missing unit cell: {', '.join(missing)} not given")
     small = gemmi.make_small_structure_from_block(block)
     cell = small.cell
     if not (cell.a > 0 and cell.b > 0 and cell.c > 0 and np.isfinite(cell.volume) and cell.volume > 0):
