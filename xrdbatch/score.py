@@ -51,7 +51,7 @@ MIN_RANGE_COVERAGE = 0.9
 MIN_POINTS = 100
 #: Relative wavelength difference below which no conversion is made.
 WAVELENGTH_RTOL = 1e-5
-DEFAULT_BATCH_SIZE = 400
+DEFAULT_BATCH_SIZE = 1000
 
 
 def _schema():
@@ -158,9 +158,23 @@ def plan(files, out, options: ScoreOptions, batch_size: int = DEFAULT_BATCH_SIZE
 # ------------------------------------------------------------------------------ task ----
 @functools.lru_cache(maxsize=4)
 def _load_model(model_dir: str):
+    """The bundle, once per process; forests predict single-threaded (processes are the parallelism)."""
     from xrdbatch.bundle import load_bundle
 
-    return load_bundle(model_dir)
+    bundle = load_bundle(model_dir)
+    parts = getattr(getattr(bundle, "model", None), "parts", None)
+    for estimator in (parts() if callable(parts) else {}).values():
+        if hasattr(estimator, "n_jobs"):
+            estimator.n_jobs = 1
+    return bundle
+
+
+def warm_up(model_dir: str) -> None:
+    """Load the bundle and compile the number scanner in this process (run on every worker first)."""
+    from xrdbatch import readers
+
+    _load_model(model_dir)
+    readers.parse_numbers(b"1 2\n")
 
 
 def _empty_row(file: str, pattern: int) -> dict:
@@ -283,6 +297,8 @@ def score_files(files, options: ScoreOptions) -> list[dict]:
             rows.append(row)
             key = (tt.size, tt[0], tt[-1], hashlib.blake2b(tt.tobytes(), digest_size=16).digest())
             groups[key].append((len(rows) - 1, tt, y))
+    # features per grid group, then one prediction for the whole batch (forest calls have a fixed cost)
+    indices, blocks, counts = [], [], []
     for members in groups.values():
         tt = members[0][1]
         intensity = np.stack([m[2] for m in members]).astype(np.float32)
@@ -290,16 +306,25 @@ def score_files(files, options: ScoreOptions) -> list[dict]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 X, n_peaks = _features(model, tt, intensity)
-                pred = model.predict(X)
-        except Exception as exc:  # noqa: BLE001 - fall back to one pattern at a time to isolate the culprit
-            if len(members) == 1:
-                rows[members[0][0]].update(status="error", error=f"features/prediction failed: "
-                                                                 f"{type(exc).__name__}: {exc}")
-                continue
+        except Exception:  # noqa: BLE001 - isolate the culprit pattern by pattern
             for m in members:
                 _score_one(model, rows, m)
             continue
-        _fill(rows, [m[0] for m in members], pred, n_peaks)
+        indices.extend(m[0] for m in members)
+        blocks.append(X)
+        counts.append(n_peaks)
+    if indices:
+        X, n_peaks = np.concatenate(blocks), np.concatenate(counts)
+        try:
+            pred = model.predict(X)
+        except Exception:  # noqa: BLE001 - isolate the culprit row by row
+            for j, index in enumerate(indices):
+                try:
+                    _fill(rows, [index], model.predict(X[j:j + 1]), n_peaks[j:j + 1])
+                except Exception as exc:  # noqa: BLE001
+                    rows[index].update(status="error", error=f"prediction failed: {type(exc).__name__}: {exc}")
+        else:
+            _fill(rows, indices, pred, n_peaks)
     return rows
 
 
@@ -370,6 +395,8 @@ def run_dask(tasks, client=None, progress=None):
 
     if client is None:
         raise ValueError("the dask executor needs a distributed.Client (see xrdbatch.cluster.get_client)")
+    if tasks:  # load the model on every worker at once, not inside the first task of each
+        client.run(warm_up, tasks[0].options.model_dir)
     futures = client.map(score_batch, tasks, pure=False)
     for future in as_completed(futures):
         n = future.result()
