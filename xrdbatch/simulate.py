@@ -34,6 +34,7 @@ International Tables for Crystallography vol. C, 6.2 (Lorentz-polarisation), 4.3
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Sequence
 
@@ -112,15 +113,15 @@ class StickPattern(NamedTuple):
 
 # ============================================================================ kernels (numba) ====
 @njit(cache=True, nogil=True)
-def _phase_table(frac_col, n_max, negative):
-    """exp(2 pi i n x_j) for n = 0..n_max (or -n_max..n_max): arrays (n, M) re, im, by recurrence."""
-    m = frac_col.shape[0]
+def _phase_table(frac, axis, n_max, negative):
+    """exp(2 pi i n x_j) for n = 0..n_max (or -n_max..n_max): arrays (rows, M) re, im, by recurrence."""
+    m = frac.shape[0]
     n0 = n_max if negative else 0
     rows = n0 + n_max + 1
     re = np.empty((rows, m))
     im = np.empty((rows, m))
     for j in range(m):
-        phi = 2.0 * math.pi * frac_col[j]
+        phi = 2.0 * math.pi * frac[j, axis]
         c1 = math.cos(phi)
         s1 = math.sin(phi)
         re[n0, j] = 1.0
@@ -144,7 +145,7 @@ def _phase_table(frac_col, n_max, negative):
 
 @njit(cache=True, nogil=True)
 def _l_range(gs, h, k, lmax, gmax2):
-    """Integer l interval (inclusive) where h,k,l can lie inside the sphere |g|^2 <= gmax2."""
+    """Integer l interval (inclusive, with a margin of one) where (h, k, l) can lie in |g|^2 <= gmax2."""
     a = gs[2, 2]
     b = gs[0, 2] * h + gs[1, 2] * k
     c = gs[0, 0] * h * h + 2.0 * gs[0, 1] * h * k + gs[1, 1] * k * k - gmax2
@@ -164,15 +165,101 @@ def _l_range(gs, h, k, lmax, gmax2):
 
 
 @njit(cache=True, nogil=True)
-def _structure_factors(gs, gmax2, hmax, kmax, lmax, frac, occ, type_start, type_z, type_a, type_b, type_biso):
-    """|F|^2 of every hkl of the Friedel half-space with 0 < |g|^2 <= gmax2.
+def _half_space_kernel(lattice, frac_in, occ_in, elem, biso, tab_z, tab_ab, gmax, max_reflections):
+    """|F|^2 of every hkl of the Friedel half-space with 0 < |g| <= gmax.
 
-    gs: reciprocal metric (3, 3) in 1/angstrom^2; frac (M, 3) sorted by type; type_start (T+1,).
-    Returns hkl (N, 3) int32, g2 (N,) float64 (1/d^2), f2 (N,) float64.
+    lattice (3, 3) rows in angstrom; frac_in (M, 3); occ_in, biso (M,); elem (M,) rows of the
+    scattering table tab_z (E,), tab_ab (E, 4, 2). Returns status (0 ok, 1 singular lattice,
+    2 non-finite input, 3 too many reflections), hkl (N, 3) int32, g2 = 1/d^2 (N,), |F|^2 (N,).
+
+    Why it is fast: phases exp(2 pi i (hx + ky + lz)) are products of per-atom 1-D tables (no sin/cos
+    in the loops); along a row of l at fixed (h, k), s^2 = |g|^2 / 4 is quadratic in l, so every
+    Gaussian term exp(-b s^2) of the scattering factor and of Debye-Waller follows the recurrence
+    E(l+1) = E(l) R(l), R(l+1) = R(l) exp(-b a*^2 / 2) (two multiplications, no exp).
     """
-    m = frac.shape[0]
-    n_types = type_z.shape[0]
-    # count first (cheap), then fill
+    m = frac_in.shape[0]
+    empty_hkl = np.empty((0, 3), dtype=np.int32)
+    empty = np.empty(0)
+    # --- validate and build the reciprocal metric gs = (L L^T)^-1 -------------------------------
+    for i in range(3):
+        for j in range(3):
+            if not math.isfinite(lattice[i, j]):
+                return 1, empty_hkl, empty, empty
+    for j in range(m):
+        if not (math.isfinite(frac_in[j, 0]) and math.isfinite(frac_in[j, 1]) and math.isfinite(frac_in[j, 2])
+                and math.isfinite(occ_in[j]) and math.isfinite(biso[j])):
+            return 2, empty_hkl, empty, empty
+    g = lattice @ lattice.T
+    det = (g[0, 0] * (g[1, 1] * g[2, 2] - g[1, 2] * g[2, 1]) - g[0, 1] * (g[1, 0] * g[2, 2] - g[1, 2] * g[2, 0])
+           + g[0, 2] * (g[1, 0] * g[2, 1] - g[1, 1] * g[2, 0]))
+    if not det > 1e-6:  # volume^2
+        return 1, empty_hkl, empty, empty
+    gs = np.empty((3, 3))
+    gs[0, 0] = (g[1, 1] * g[2, 2] - g[1, 2] * g[2, 1]) / det
+    gs[0, 1] = (g[0, 2] * g[2, 1] - g[0, 1] * g[2, 2]) / det
+    gs[0, 2] = (g[0, 1] * g[1, 2] - g[0, 2] * g[1, 1]) / det
+    gs[1, 1] = (g[0, 0] * g[2, 2] - g[0, 2] * g[2, 0]) / det
+    gs[1, 2] = (g[0, 2] * g[1, 0] - g[0, 0] * g[1, 2]) / det
+    gs[2, 2] = (g[0, 0] * g[1, 1] - g[0, 1] * g[1, 0]) / det
+    gs[1, 0] = gs[0, 1]
+    gs[2, 0] = gs[0, 2]
+    gs[2, 1] = gs[1, 2]
+    volume = math.sqrt(det)
+    if 2.0 / 3.0 * math.pi * gmax ** 3 * volume > max_reflections:
+        return 3, empty_hkl, empty, empty
+    gmax2 = gmax * gmax
+    # |h| = |a . g| <= |a| gmax
+    hmax = int(math.floor(math.sqrt(g[0, 0]) * gmax + 1e-9))
+    kmax = int(math.floor(math.sqrt(g[1, 1]) * gmax + 1e-9))
+    lmax = int(math.floor(math.sqrt(g[2, 2]) * gmax + 1e-9))
+    # --- scattering types: (element, B) pairs; atoms reordered so each type is contiguous ----------
+    type_of = np.empty(m, dtype=np.int64)
+    t_elem = np.empty(m, dtype=np.int64)
+    t_b = np.empty(m)
+    n_types = 0
+    for j in range(m):
+        found = -1
+        for t in range(n_types):
+            if t_elem[t] == elem[j] and t_b[t] == biso[j]:
+                found = t
+                break
+        if found < 0:
+            found = n_types
+            t_elem[n_types] = elem[j]
+            t_b[n_types] = biso[j]
+            n_types += 1
+        type_of[j] = found
+    type_start = np.zeros(n_types + 1, dtype=np.int64)
+    for j in range(m):
+        type_start[type_of[j] + 1] += 1
+    for t in range(n_types):
+        type_start[t + 1] += type_start[t]
+    fill = type_start[:n_types].copy()
+    frac = np.empty((m, 3))
+    occ = np.empty(m)
+    for j in range(m):
+        p = fill[type_of[j]]
+        fill[type_of[j]] += 1
+        frac[p, 0] = frac_in[j, 0]
+        frac[p, 1] = frac_in[j, 1]
+        frac[p, 2] = frac_in[j, 2]
+        occ[p] = occ_in[j]
+    # Gaussian terms per type: 4 of the scattering factor (weights a_q) and Debye-Waller (index 4)
+    tb = np.zeros((n_types, 5))  # b of exp(-b s^2)
+    ta = np.zeros((n_types, 4))
+    tz = np.empty(n_types)
+    for t in range(n_types):
+        tz[t] = tab_z[t_elem[t]]
+        for q in range(4):
+            ta[t, q] = tab_ab[t_elem[t], q, 0]
+            tb[t, q] = tab_ab[t_elem[t], q, 1]
+        tb[t, 4] = t_b[t]
+    aa = gs[2, 2]
+    qstep = np.empty((n_types, 5))  # R(l+1) / R(l) = exp(-b aa / 2)
+    for t in range(n_types):
+        for q in range(5):
+            qstep[t, q] = math.exp(-0.5 * tb[t, q] * aa)
+    # --- count, then fill --------------------------------------------------------------------------
     n = 0
     for h in range(0, hmax + 1):
         for k in range(-kmax, kmax + 1):
@@ -188,13 +275,14 @@ def _structure_factors(gs, gmax2, hmax, kmax, lmax, frac, occ, type_start, type_
     g2s = np.empty(n)
     f2s = np.empty(n)
     if n == 0:
-        return hkl, g2s, f2s
-    xr, xi = _phase_table(frac[:, 0].copy(), hmax, False)
-    yr, yi = _phase_table(frac[:, 1].copy(), kmax, True)
-    zr, zi = _phase_table(frac[:, 2].copy(), lmax, True)
+        return 0, hkl, g2s, f2s
+    xr, xi = _phase_table(frac, 0, hmax, False)
+    yr, yi = _phase_table(frac, 1, kmax, True)
+    zr, zi = _phase_table(frac, 2, lmax, True)
     pr = np.empty(m)
     pi_ = np.empty(m)
-    fs = np.empty(n_types)
+    e = np.empty((n_types, 5))
+    r = np.empty((n_types, 5))
     i = 0
     for h in range(0, hmax + 1):
         for k in range(-kmax, kmax + 1):
@@ -209,36 +297,44 @@ def _structure_factors(gs, gmax2, hmax, kmax, lmax, frac, occ, type_start, type_
                 ai = xr[h, j] * yi[ky, j] + xi[h, j] * yr[ky, j]
                 pr[j] = occ[j] * ar
                 pi_[j] = occ[j] * ai
+            bb = gs[0, 2] * h + gs[1, 2] * k
+            g2_lo = (gs[0, 0] * h * h + gs[1, 1] * k * k + gs[2, 2] * lo * lo
+                     + 2.0 * (gs[0, 1] * h * k + bb * lo))
+            dg_lo = aa * (2 * lo + 1) + 2.0 * bb  # g2(lo + 1) - g2(lo)
+            for t in range(n_types):
+                for q in range(5):
+                    e[t, q] = math.exp(-0.25 * tb[t, q] * g2_lo)
+                    r[t, q] = math.exp(-0.25 * tb[t, q] * dg_lo)
             for l in range(lo, hi + 1):
                 g2 = (gs[0, 0] * h * h + gs[1, 1] * k * k + gs[2, 2] * l * l
-                      + 2.0 * (gs[0, 1] * h * k + gs[0, 2] * h * l + gs[1, 2] * k * l))
-                if g2 > gmax2:
-                    continue
-                s2 = 0.25 * g2
-                lz = l + lmax
-                fr = 0.0
-                fi = 0.0
+                      + 2.0 * (gs[0, 1] * h * k + bb * l))
+                if g2 <= gmax2:
+                    s2 = 0.25 * g2
+                    lz = l + lmax
+                    fr = 0.0
+                    fi = 0.0
+                    for t in range(n_types):
+                        f = tz[t] - MOTT_BETHE * s2 * (ta[t, 0] * e[t, 0] + ta[t, 1] * e[t, 1]
+                                                       + ta[t, 2] * e[t, 2] + ta[t, 3] * e[t, 3])
+                        f *= e[t, 4]
+                        sr = 0.0
+                        si = 0.0
+                        for j in range(type_start[t], type_start[t + 1]):
+                            sr += pr[j] * zr[lz, j] - pi_[j] * zi[lz, j]
+                            si += pr[j] * zi[lz, j] + pi_[j] * zr[lz, j]
+                        fr += f * sr
+                        fi += f * si
+                    hkl[i, 0] = h
+                    hkl[i, 1] = k
+                    hkl[i, 2] = l
+                    g2s[i] = g2
+                    f2s[i] = fr * fr + fi * fi
+                    i += 1
                 for t in range(n_types):
-                    acc = 0.0
-                    for q in range(4):
-                        acc += type_a[t, q] * math.exp(-type_b[t, q] * s2)
-                    f = type_z[t] - MOTT_BETHE * s2 * acc
-                    if type_biso[t] != 0.0:
-                        f *= math.exp(-type_biso[t] * s2)
-                    sr = 0.0
-                    si = 0.0
-                    for j in range(type_start[t], type_start[t + 1]):
-                        sr += pr[j] * zr[lz, j] - pi_[j] * zi[lz, j]
-                        si += pr[j] * zi[lz, j] + pi_[j] * zr[lz, j]
-                    fr += f * sr
-                    fi += f * si
-                hkl[i, 0] = h
-                hkl[i, 1] = k
-                hkl[i, 2] = l
-                g2s[i] = g2
-                f2s[i] = fr * fr + fi * fi
-                i += 1
-    return hkl, g2s, f2s
+                    for q in range(5):
+                        e[t, q] *= r[t, q]
+                        r[t, q] *= qstep[t, q]
+    return 0, hkl, g2s, f2s
 
 
 @njit(cache=True, nogil=True)
@@ -275,6 +371,17 @@ def _merge_by_d(hkl, g2, f2, rel_tol, absent_rel_tol):
             top = inten[gi]
     keep = inten > absent_rel_tol * top
     return d[keep], inten[keep], rep[keep]
+
+
+@njit(cache=True, nogil=True)
+def _reflections_kernel(lattice, frac, occ, elem, biso, tab_z, tab_ab, gmax, max_reflections, rel_tol,
+                        absent_rel_tol):
+    """One dispatch per crystal: half-space structure factors, then merged by d."""
+    status, hkl, g2, f2 = _half_space_kernel(lattice, frac, occ, elem, biso, tab_z, tab_ab, gmax, max_reflections)
+    if status != 0 or g2.shape[0] == 0:
+        return status, np.empty(0), np.empty(0), np.empty((0, 3), dtype=np.int32)
+    d, inten, rep = _merge_by_d(hkl, g2, f2, rel_tol, absent_rel_tol)
+    return 0, d, inten, rep
 
 
 @njit(cache=True, nogil=True)
@@ -360,69 +467,53 @@ def _as_crystal(structure_or_crystal) -> Crystal:
     )
 
 
-def _kernel_inputs(crystal: Crystal):
-    """Entries grouped into scattering types (element, B): contiguous arrays for the kernel."""
-    symbols = crystal.symbols
-    unknown = sorted({s for s in symbols if s not in SCATTERING_PARAMS})
-    if unknown:
+@functools.lru_cache(maxsize=1)
+def _table():
+    """The scattering table as arrays for the kernels: symbol -> row, Z (E,), (a, b) pairs (E, 4, 2)."""
+    symbols = list(SCATTERING_PARAMS)
+    z = np.array([SCATTERING_PARAMS[s][0] for s in symbols], dtype=np.float64)
+    ab = np.zeros((len(symbols), 4, 2))
+    for i, s in enumerate(symbols):
+        coeffs = SCATTERING_PARAMS[s][1]
+        ab[i, : len(coeffs)] = coeffs
+    return {s: i for i, s in enumerate(symbols)}, z, ab
+
+
+def _kernel_args(crystal: Crystal):
+    index, z, ab = _table()
+    try:
+        elem = np.array([index[s] for s in crystal.symbols], dtype=np.int64)
+    except KeyError:
+        unknown = sorted(set(crystal.symbols) - set(index))
         raise ValueError(
             f"no X-ray scattering factors for {unknown}: expected element symbols of the table in "
-            f"xrdbatch._scattering ({len(SCATTERING_PARAMS)} elements, H..Cf); remove or replace these species"
+            f"xrdbatch._scattering ({len(index)} elements, H..Cf); remove or replace these species"
+        ) from None
+    return (crystal.lattice, crystal.frac_coords, crystal.occupancies, elem, crystal.b_iso, z, ab)
+
+
+def _raise_status(status: int, crystal: Crystal, g_max: float) -> None:
+    if status == 1:
+        raise ValueError(
+            f"cannot simulate a crystal with a singular or non-finite lattice (lattice rows "
+            f"{crystal.lattice.tolist()}); expected three independent lattice vectors in angstrom"
         )
-    b_iso = crystal.b_iso
-    keys: dict[tuple[str, float], int] = {}
-    type_of = np.empty(len(symbols), dtype=np.int64)
-    for j, (sym, b) in enumerate(zip(symbols, b_iso.tolist())):
-        type_of[j] = keys.setdefault((sym, b), len(keys))
-    order = np.argsort(type_of, kind="stable")
-    counts = np.bincount(type_of, minlength=len(keys))
-    type_start = np.zeros(len(keys) + 1, dtype=np.int64)
-    np.cumsum(counts, out=type_start[1:])
-    n_types = len(keys)
-    type_z = np.empty(n_types)
-    type_a = np.zeros((n_types, 4))
-    type_b = np.zeros((n_types, 4))
-    type_biso = np.empty(n_types)
-    for (sym, b), t in keys.items():
-        z, coeffs = SCATTERING_PARAMS[sym]
-        type_z[t] = z
-        for q, (a_q, b_q) in enumerate(coeffs):
-            type_a[t, q] = a_q
-            type_b[t, q] = b_q
-        type_biso[t] = b
-    frac = np.ascontiguousarray(crystal.frac_coords[order], dtype=np.float64)
-    occ = np.ascontiguousarray(crystal.occupancies[order], dtype=np.float64)
-    return frac, occ, type_start, type_z, type_a, type_b, type_biso
+    if status == 2:
+        raise ValueError("cannot simulate a crystal with non-finite coordinates, occupancies or b_iso; "
+                         "check the source record")
+    if status == 3:
+        raise ValueError(
+            f"more than MAX_REFLECTIONS = {MAX_REFLECTIONS:.3g} reflections within |g| <= {g_max:.4g} 1/angstrom "
+            f"for a cell of {crystal.volume_angstrom3:.4g} angstrom^3; raise d_min or use a smaller (primitive) cell"
+        )
 
 
 def _half_space(crystal: Crystal, g_max_per_angstrom: float):
     """All hkl of the Friedel half-space with 0 < |g| <= g_max: (hkl int32 (N,3), g2 (N,), |F|^2 (N,))."""
-    lattice = crystal.lattice
-    volume = abs(float(np.linalg.det(lattice))) if np.all(np.isfinite(lattice)) else float("nan")
-    if not volume > 1e-3:
-        raise ValueError(
-            f"cannot simulate a crystal with a singular or non-finite lattice (volume {volume!r} angstrom^3, "
-            f"lattice rows {lattice.tolist()}); expected three independent lattice vectors in angstrom"
-        )
-    if not (np.all(np.isfinite(crystal.frac_coords)) and np.all(np.isfinite(crystal.occupancies))
-            and np.all(np.isfinite(crystal.b_iso))):
-        raise ValueError("cannot simulate a crystal with non-finite coordinates, occupancies or b_iso; "
-                         "check the source record")
-    n_estimate = 2.0 / 3.0 * math.pi * g_max_per_angstrom**3 * volume
-    if n_estimate > MAX_REFLECTIONS:
-        raise ValueError(
-            f"about {n_estimate:.3g} reflections within |g| <= {g_max_per_angstrom:.4g} 1/angstrom for a cell of "
-            f"{volume:.4g} angstrom^3, above MAX_REFLECTIONS = {MAX_REFLECTIONS:.3g}; raise d_min or use a "
-            "smaller (primitive) cell"
-        )
-    gs = np.linalg.inv(lattice @ lattice.T)  # reciprocal metric, 1/angstrom^2
-    lengths = np.sqrt(np.sum(lattice * lattice, axis=1))
-    # |h| = |a . g| <= |a| |g|
-    hmax, kmax, lmax = (int(math.floor(x * g_max_per_angstrom + 1e-9)) for x in lengths)
-    gmax2 = float(g_max_per_angstrom) ** 2
-    if crystal.n_entries == 0:
-        return np.empty((0, 3), np.int32), np.empty(0), np.empty(0)
-    return _structure_factors(gs, gmax2, hmax, kmax, lmax, *_kernel_inputs(crystal))
+    g_max = float(g_max_per_angstrom)
+    status, hkl, g2, f2 = _half_space_kernel(*_kernel_args(crystal), g_max, MAX_REFLECTIONS)
+    _raise_status(status, crystal, g_max)
+    return hkl, g2, f2
 
 
 def reflections(crystal: Crystal, d_min_angstrom: float) -> Reflections:
@@ -454,10 +545,10 @@ def reflections(crystal: Crystal, d_min_angstrom: float) -> Reflections:
     """
     if not d_min_angstrom > 0:
         raise ValueError(f"d_min_angstrom must be positive, got {d_min_angstrom!r}")
-    hkl, g2, f2 = _half_space(crystal, 1.0 / float(d_min_angstrom))
-    if len(g2) == 0:
-        return Reflections(np.empty(0), np.empty(0), np.empty((0, 3), np.int32))
-    d, inten, rep = _merge_by_d(hkl, g2, f2, D_MERGE_REL_TOL, ABSENT_REL_TOL)
+    g_max = 1.0 / float(d_min_angstrom)
+    status, d, inten, rep = _reflections_kernel(*_kernel_args(crystal), g_max, MAX_REFLECTIONS, D_MERGE_REL_TOL,
+                                                ABSENT_REL_TOL)
+    _raise_status(status, crystal, g_max)
     return Reflections(d, inten, rep)
 
 
