@@ -236,6 +236,118 @@ def _cluster_kwargs(args) -> dict:
                 n_workers=args.n_workers, threads_per_worker=args.threads_per_worker)
 
 
+# ------------------------------------------------------------------- features / train / report ----
+def _add_features(sub):
+    p = sub.add_parser("features", help="peak features of every pattern of a store, written into the store (Dask)")
+    p.add_argument("--store", required=True, help="Zarr store from `xrdbatch simulate`")
+    p.add_argument("--feature-set", action="append", default=None,
+                   help="feature set(s) to write (repeatable; default: all of seed11, q11, rich)")
+    p.add_argument("--height-rel", type=float, default=None,
+                   help="detection threshold: fraction of the strongest peak (default 0.01)")
+    p.add_argument("--peak-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other PeakParams field, e.g. background_window_deg=3 (repeatable)")
+    p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = threads in this process")
+    _add_cluster_options(p)
+    return p
+
+
+def _peak_params_from_args(args) -> dict:
+    import json
+
+    params = {}
+    for item in args.peak_param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--peak-param {item!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    if args.height_rel is not None:
+        params["height_rel"] = args.height_rel
+    return params
+
+
+def _cmd_features(args) -> int:
+    from xrdbatch import cluster, features, store
+
+    try:
+        params = features.PeakParams.from_dict(_peak_params_from_args(args)).to_dict()
+        if args.executor == "serial":
+            summary = features.features_to_store(args.store, args.feature_set, params)
+        else:
+            with cluster.get_client(args.scheduler_address, args.scheduler_file, args.n_workers,
+                                    args.threads_per_worker) as client:
+                summary = features.features_to_store(args.store, args.feature_set, params, client=client)
+    except (ValueError, FileNotFoundError, store.StoreError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"features: {summary['n_structures']} structures in {summary['n_chunks']} chunks -> "
+          f"{', '.join('features_' + s for s in summary['feature_sets'])} (median {summary['median_peak_count']:g} peaks)")
+    return 0
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train ExtraTrees (crystal system, space group, lattice) into a model bundle")
+    p.add_argument("--store", required=True, help="Zarr store with features (`xrdbatch features`)")
+    p.add_argument("--out", required=True, help="model bundle directory (written atomically)")
+    p.add_argument("--feature-set", default="rich", help="feature set (seed11, q11, rich; default rich)")
+    p.add_argument("--split", choices=("random", "grouped"), default="grouped",
+                   help="held-out split: grouped by structure_type (default) or random rows")
+    p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (of groups when grouped)")
+    p.add_argument("--seed", type=int, default=0, help="random_state of the split and the forests")
+    p.add_argument("--n-jobs", type=int, default=None, help="threads per forest (default: all cores)")
+    p.add_argument("--dask", action="store_true", help="fit through joblib's Dask backend on a cluster")
+    p.add_argument("--recipe", choices=("default", "seed"), default="default",
+                   help="forest shapes: compact defaults, or the seed's (500/200 deep trees; gigabytes)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out bundle")
+    _add_cluster_options(p)
+    return p
+
+
+def _cmd_train(args) -> int:
+    import os
+
+    from xrdbatch import bundle, store, train
+
+    params = {}
+    if args.recipe == "seed":
+        params = {"crystal_system": train.SEED_PARAMS["crystal_system"],
+                  "space_group": train.SEED_PARAMS["space_group"], "hierarchical_space_group": False}
+    kw = dict(feature_set=args.feature_set, split=args.split, test_size=args.test_size, random_state=args.seed,
+              n_jobs=args.n_jobs or os.cpu_count(), model_params=params, overwrite=args.overwrite)
+    try:
+        if args.dask:
+            from xrdbatch import cluster
+
+            with cluster.get_client(args.scheduler_address, args.scheduler_file, args.n_workers,
+                                    args.threads_per_worker):
+                manifest = train.train_from_store(args.store, args.out, backend="dask", **kw)
+        else:
+            manifest = train.train_from_store(args.store, args.out, **kw)
+    except (ValueError, FileNotFoundError, store.StoreError, bundle.BundleError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"bundle {args.out}: {manifest['total_bytes'] / 1e6:.1f} MB, {len(manifest['files'])} files")
+    return 0
+
+
+def _add_report(sub):
+    p = sub.add_parser("report", help="evaluation report of a model bundle: metrics.json + HTML with figures")
+    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--out", required=True, help="report directory")
+    return p
+
+
+def _cmd_report(args) -> int:
+    from xrdbatch import bundle, report
+
+    try:
+        path = report.write_report(args.model, args.out)
+    except (bundle.BundleError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"report: {path}")
+    return 0
+
+
 # ------------------------------------------------------------------------- cluster options ----
 def _add_cluster_options(p):
     g = p.add_argument_group("cluster")
@@ -249,6 +361,9 @@ COMMANDS: dict = {
     "models": (_add_models, _cmd_models),
     "score": (_add_score, _cmd_score),
     "ingest": (_add_ingest, _cmd_ingest),
+    "features": (_add_features, _cmd_features),
+    "train": (_add_train, _cmd_train),
+    "report": (_add_report, _cmd_report),
 }
 
 

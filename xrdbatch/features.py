@@ -528,7 +528,7 @@ def features_to_store(store_path, feature_sets=None, peak_params: dict | None = 
 
     Writes ``peak_two_theta``, ``peak_q``, ``peak_height`` over (structure, peak), ``peak_count`` over
     (structure,), and ``features_<set>`` over (structure, feature_<set>) with the column names as the
-    ``feature_<set>`` coordinate; the peak parameters are stored in each variable's attrs (JSON). The
+    ``feature_names`` attribute (JSON); the peak parameters are stored in each variable's attrs (JSON). The
     template is written once (metadata only), then every Dask task computes one ``intensity`` chunk and
     writes its own region, so a rerun simply overwrites the same regions.
 
@@ -568,7 +568,7 @@ def features_to_store(store_path, feature_sets=None, peak_params: dict | None = 
         intensity = intensity.rechunk({1: -1})
     n_struct = intensity.shape[0]
     chunks = intensity.chunks[0]
-    attrs = {"peak_params": json.dumps(params.to_dict(), sort_keys=True), "missing_value": MISSING,
+    attrs = {"peak_params": json.dumps(params.to_dict(), sort_keys=True), "missing_sentinel": MISSING,
              "wavelength_angstrom": wavelength}
 
     # Template (metadata only), then region writes per chunk.
@@ -586,11 +586,10 @@ def features_to_store(store_path, feature_sets=None, peak_params: dict | None = 
         dim = f"feature_{name}"
         template[f"features_{name}"] = ((("structure", dim)),
                                         _empty((n_struct, len(names)), np.float32, (chunks, len(names))),
-                                        {**attrs, "feature_set": name,
+                                        {**attrs, "feature_set": name, "feature_names": json.dumps(names),
                                          "description": FEATURE_SETS[name].description})
-        coords[dim] = names
     tmpl = xr.Dataset({k: xr.Variable(dims, data, attrs=a) for k, (dims, data, a) in template.items()},
-                      coords=coords)
+                      coords=coords, attrs=dict(ds.attrs))  # to_zarr(mode="a") rewrites the root attrs
     tmpl.to_zarr(store_path, mode="a", compute=False, consolidated=False)
 
     starts = np.concatenate([[0], np.cumsum(chunks)])
@@ -628,4 +627,4 @@ def read_features(store_path, feature_set: str):
                          f"--feature-set {feature_set}` first (found: "
                          f"{sorted(v for v in ds.data_vars if v.startswith('features_'))})")
     X = ds[var].values.astype(np.float32)
-    return X, list(ds[f"feature_{feature_set}"].values), json.loads(ds[var].attrs["peak_params"]), ds
+    return X, json.loads(ds[var].attrs["feature_names"]), json.loads(ds[var].attrs["peak_params"]), ds

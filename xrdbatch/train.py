@@ -542,8 +542,10 @@ def read_training_data(store_path, feature_set: str):
     from xrdbatch import features, store as xstore
 
     X, names, peak_params, ds = features.read_features(store_path, feature_set)
-    status = ds["sim_status"].values.astype(str) if "sim_status" in ds else np.full(len(X), "ok")
-    labels = pd.DataFrame({col: ds[col].values for col in LABEL_COLUMNS if col in ds.variables})
+    status = (np.asarray(ds["sim_status"].values.tolist(), dtype=object) if "sim_status" in ds
+              else np.full(len(X), "ok", dtype=object))
+    labels = pd.DataFrame({col: (ds[col].values.tolist() if ds[col].dtype.kind not in "fiu" else ds[col].values)
+                           for col in LABEL_COLUMNS if col in ds.variables})
     ok = (status == "ok") & labels["crystal_system"].astype(str).isin(CRYSTAL_SYSTEMS).to_numpy()
     conditions = xstore.read_conditions(store_path)
     source = {"store": str(store_path), "catalog_sha256": ds.attrs.get("catalog_sha256", ""),

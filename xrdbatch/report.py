@@ -1,0 +1,280 @@
+"""Evaluation report of a model bundle: metrics.json plus an HTML page with PNG figures.
+
+Everything is computed from the bundle alone (its ``evaluation.parquet`` holds the held-out rows: features,
+true labels, predictions), so a report needs no store. :func:`compute_report` is numbers only;
+:func:`write_report` adds the figures (matplotlib, Agg backend, imported inside) and the HTML.
+
+Figures (the seed's figures 2-4 are the last three):
+
+- ``confusion.png``: crystal-system confusion matrix (rows = true, normalised) and per-class recall;
+- ``topk.png``: space-group top-k accuracy, k = 1..10;
+- ``lattice_<system>.png``: predicted vs true free lattice parameters (regressor of the true system);
+- ``importances.png``: impurity importances of the crystal-system forest;
+- ``surrogate_tree.png``: a depth-2 decision tree fitted to the ensemble's cubic-vs-rest answers, drawn
+  with ``sklearn.tree.plot_tree``, with its fidelity (agreement with the ensemble) and accuracy;
+- ``surrogate_scatter.png``: the held-out rows over the surrogate's two features, coloured by the
+  ensemble's answer, with the decision boundary of a depth-2 tree on those two features.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from xrdbatch.crystal import CRYSTAL_SYSTEMS
+from xrdbatch.train import LATTICE_FREE, evaluate
+
+SURROGATE_MAX_DEPTH = 2
+
+
+def _feature_columns(table) -> list[str]:
+    return [c for c in table.columns if c.startswith("x_")]
+
+
+def surrogate_tree(X, ensemble_is_cubic, true_is_cubic, feature_names, random_state: int = 0) -> dict:
+    """Depth-2 tree approximating the ensemble's cubic-vs-rest decision.
+
+    Fitted on one half of the held-out rows, scored on the other half: ``fidelity`` = agreement with the
+    ensemble, ``accuracy`` = agreement with the truth. Also a depth-2 tree on the surrogate's two most
+    important features only (for the scatter plot), with its own fidelity.
+    """
+    from sklearn.tree import DecisionTreeClassifier, export_text
+
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(ensemble_is_cubic, dtype=bool)
+    truth = np.asarray(true_is_cubic, dtype=bool)
+    rng = np.random.default_rng(random_state)
+    order = rng.permutation(len(X))
+    fit_rows, test_rows = order[: len(X) // 2], order[len(X) // 2:]
+    if len(test_rows) == 0:
+        fit_rows = test_rows = order
+    tree = DecisionTreeClassifier(max_depth=SURROGATE_MAX_DEPTH, random_state=random_state)
+    tree.fit(X[fit_rows], y[fit_rows])
+    pred = tree.predict(X[test_rows])
+    importances = tree.feature_importances_
+    top2 = [int(i) for i in np.argsort(-importances)[:2]]
+    if importances[top2[1]] == 0:  # a stump: pair the root feature with the most important other one
+        top2[1] = next(i for i in range(X.shape[1]) if i != top2[0])
+    tree2 = DecisionTreeClassifier(max_depth=SURROGATE_MAX_DEPTH, random_state=random_state)
+    tree2.fit(X[fit_rows][:, top2], y[fit_rows])
+    pred2 = tree2.predict(X[test_rows][:, top2])
+    return {
+        "tree": tree, "tree_2d": tree2, "features_2d": [feature_names[i] for i in top2], "columns_2d": top2,
+        "fidelity": float(np.mean(pred == y[test_rows])),
+        "accuracy": float(np.mean(pred == truth[test_rows])),
+        "fidelity_2d": float(np.mean(pred2 == y[test_rows])),
+        "ensemble_cubic_fraction": float(y.mean()),
+        "rules": export_text(tree, feature_names=list(feature_names)),
+    }
+
+
+def compute_report(bundle) -> tuple[dict, dict]:
+    """``(metrics, extras)`` of a loaded bundle; metrics is JSON-ready, extras holds arrays for figures."""
+    table = bundle.evaluation()
+    metrics = evaluate(table)
+    cols = _feature_columns(table)
+    names = [c[2:] for c in cols]
+    X = table[cols].to_numpy(dtype=np.float32)
+    importances = bundle.model.feature_importances()
+    sur = surrogate_tree(X, table["crystal_system"].to_numpy() == "cubic",
+                         table["true_crystal_system"].to_numpy() == "cubic", names)
+    true = table["true_crystal_system"].astype(str).to_numpy()
+    pred = table["crystal_system"].astype(str).to_numpy()
+    labels = [s for s in CRYSTAL_SYSTEMS if np.any(true == s) or np.any(pred == s)]
+    confusion = np.array([[int(np.sum((true == t) & (pred == p))) for p in labels] for t in labels])
+    sg_true = table["true_space_group"].to_numpy()
+    ks = [k for k in range(1, 11) if f"space_group_{k}" in table]
+    hits = np.stack([table[f"space_group_{k}"].to_numpy() == sg_true for k in ks], axis=1)
+    topk = [float(hits[:, :k].any(axis=1).mean()) for k in range(1, len(ks) + 1)]
+    m = bundle.manifest
+    metrics.update({
+        "bundle": str(bundle.path),
+        "feature_set": bundle.feature_set,
+        "peak_params": bundle.peak_params,
+        "training": {k: m["training"].get(k) for k in ("split", "n_train", "n_test", "n_rows", "fit_seconds",
+                                                         "data_sha256", "source")},
+        "bundle_bytes": m.get("total_bytes"),
+        "confusion": {"labels": labels, "matrix": confusion.tolist()},
+        "space_group_topk_curve": topk,
+        "feature_importances": dict(sorted(zip(names, map(float, importances)), key=lambda kv: -kv[1])),
+        "surrogate_cubic_tree": {k: sur[k] for k in ("fidelity", "accuracy", "fidelity_2d", "features_2d",
+                                                      "ensemble_cubic_fraction", "rules")},
+    })
+    extras = {"table": table, "X": X, "names": names, "importances": importances, "surrogate": sur,
+              "labels": labels, "confusion": confusion, "topk": topk}
+    return metrics, extras
+
+
+# ------------------------------------------------------------------------------ figures ----
+def _figures(metrics: dict, extras: dict, out: Path) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.tree import plot_tree
+
+    figs = []
+
+    def save(fig, name, caption):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        figs.append((name, caption))
+
+    labels, confusion = extras["labels"], extras["confusion"]
+    norm = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.3, 1]})
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{confusion[i, j]}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("crystal system confusion (row-normalised colour, counts)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    recall = metrics["crystal_system"]["recall"]
+    ax2.barh(list(recall), list(recall.values()), color="tab:blue")
+    ax2.set_xlim(0, 1)
+    ax2.set_xlabel("recall")
+    ax2.set_title(f"accuracy {metrics['crystal_system']['accuracy']:.3f}, "
+                  f"macro {metrics['crystal_system']['macro_accuracy']:.3f}")
+    save(fig, "confusion.png", "Crystal-system confusion matrix and per-class recall (held-out rows).")
+
+    topk = extras["topk"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(range(1, len(topk) + 1), topk, "o-")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("k")
+    ax.set_ylabel("true space group among the top k")
+    ax.grid(alpha=0.3)
+    ax.set_title("space-group top-k accuracy")
+    save(fig, "topk.png", "Space-group top-k accuracy from P(system) x P(group | system).")
+
+    table = extras["table"]
+    true_system = table["true_crystal_system"].astype(str).to_numpy()
+    for system in CRYSTAL_SYSTEMS:
+        rows = true_system == system
+        if rows.sum() < 2 or system not in metrics["lattice"]:
+            continue
+        free = LATTICE_FREE[system]
+        fig, axes = plt.subplots(1, len(free), figsize=(3.2 * len(free), 3.2), squeeze=False)
+        for ax, name in zip(axes[0], free):
+            y = table.loc[rows, f"true_{name}"].to_numpy(float)
+            p = table.loc[rows, f"lattice_given_system_{name}"].to_numpy(float)
+            ax.scatter(y, p, s=4, alpha=0.4)
+            lo, hi = np.nanmin([y.min(), p.min()]), np.nanmax([y.max(), p.max()])
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+            s = metrics["lattice"][system].get("given_system", {}).get(name, {})
+            ax.set_title(f"{name}: R2 {s.get('r2', float('nan')):.2f}, MAPE {s.get('mape_percent', float('nan')):.1f}%",
+                         fontsize=9)
+            ax.set_xlabel("true")
+            ax.set_ylabel("predicted")
+        fig.suptitle(f"{system} (n={int(rows.sum())})")
+        save(fig, f"lattice_{system}.png", f"Lattice parameters of {system} rows, regressor of the true system.")
+
+    names, imp = extras["names"], extras["importances"]
+    order = np.argsort(-imp)[:25]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(order) + 1))
+    ax.barh([names[i] for i in order][::-1], imp[order][::-1])
+    ax.set_xlabel("impurity importance (crystal-system forest)")
+    save(fig, "importances.png", "Feature importances of the crystal-system ensemble.")
+
+    sur = extras["surrogate"]
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    plot_tree(sur["tree"], feature_names=names, class_names=["not cubic", "cubic"], filled=True, ax=ax,
+              impurity=False, proportion=True, fontsize=9)
+    ax.set_title(f"depth-2 surrogate of the ensemble (cubic vs rest): fidelity {sur['fidelity']:.3f}, "
+                 f"accuracy vs truth {sur['accuracy']:.3f}")
+    save(fig, "surrogate_tree.png", "Seed figure 3: a depth-2 tree that mimics the ensemble's cubic-vs-rest "
+         "answer (fitted on half the held-out rows, scored on the other half).")
+
+    cols = sur["columns_2d"]
+    X = extras["X"]
+    ens = table["crystal_system"].to_numpy() == "cubic"
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    x0, x1 = X[:, cols[0]], X[:, cols[1]]
+    pad0 = 0.05 * (x0.max() - x0.min() + 1e-9)
+    pad1 = 0.05 * (x1.max() - x1.min() + 1e-9)
+    g0, g1 = np.meshgrid(np.linspace(x0.min() - pad0, x0.max() + pad0, 300),
+                         np.linspace(x1.min() - pad1, x1.max() + pad1, 300))
+    zz = sur["tree_2d"].predict(np.c_[g0.ravel(), g1.ravel()].astype(np.float32)).reshape(g0.shape)
+    ax.contourf(g0, g1, zz.astype(float), levels=[-0.5, 0.5, 1.5], colors=["#dddddd", "#ffd8a8"], alpha=0.8)
+    ax.scatter(x0[~ens], x1[~ens], s=4, alpha=0.4, label="ensemble: not cubic", color="tab:blue")
+    ax.scatter(x0[ens], x1[ens], s=4, alpha=0.6, label="ensemble: cubic", color="tab:red")
+    ax.set_xlabel(names[cols[0]])
+    ax.set_ylabel(names[cols[1]])
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(f"surrogate boundary on 2 features (fidelity {sur['fidelity_2d']:.3f})")
+    save(fig, "surrogate_scatter.png", "Seed figure 4: held-out rows over the surrogate's two features with the "
+         "depth-2 decision boundary (missing peaks sit at the sentinel -1).")
+    return figs
+
+
+def _html(metrics: dict, figs: list[tuple[str, str]]) -> str:
+    cs = metrics["crystal_system"]
+    rows = [("crystal system accuracy", f"{cs['accuracy']:.3f}"), ("macro accuracy", f"{cs['macro_accuracy']:.3f}")]
+    rows += [(f"space group {k}", f"{v:.3f}") for k, v in metrics["space_group"].items()]
+    if metrics.get("lattice_mape_percent_mean") is not None:
+        rows.append(("lattice MAPE (mean over systems, %)", f"{metrics['lattice_mape_percent_mean']:.2f}"))
+    tr = metrics["training"]
+    rows += [("feature set", metrics["feature_set"]), ("split", str(tr.get("split"))),
+             ("train / test rows", f"{tr.get('n_train')} / {tr.get('n_test')}"),
+             ("fit time (s)", f"{tr.get('fit_seconds') or 0:.1f}"),
+             ("bundle size (MB)", f"{(metrics.get('bundle_bytes') or 0) / 1e6:.1f}")]
+    lat_rows = []
+    for system, entry in metrics["lattice"].items():
+        for name, s in entry.get("given_system", {}).items():
+            lat_rows.append(f"<tr><td>{system}</td><td>{name}</td><td>{s['r2']:.3f}</td>"
+                            f"<td>{s['mape_percent']:.2f}</td></tr>")
+    recall_rows = "".join(f"<tr><td>{k}</td><td>{v:.3f}</td><td>{cs['support'][k]}</td></tr>"
+                          for k, v in cs["recall"].items())
+    sur = metrics["surrogate_cubic_tree"]
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    images = "".join(f'<figure><img src="{n}" alt="{html.escape(n)}"><figcaption>{html.escape(c)}</figcaption>'
+                     "</figure>" for n, c in figs)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>xrdbatch model report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:100%}} figure{{margin:2em 0}}</style>
+</head><body>
+<h1>Model report</h1><p>Bundle: <code>{html.escape(metrics['bundle'])}</code>; held-out rows: {metrics['n_test']}.</p>
+<table>{table}</table>
+<h2>Per-class recall</h2><table><tr><th>crystal system</th><th>recall</th><th>support</th></tr>{recall_rows}</table>
+<h2>Lattice (regressor of the true system)</h2>
+<table><tr><th>system</th><th>parameter</th><th>R²</th><th>MAPE %</th></tr>{''.join(lat_rows)}</table>
+<h2>Surrogate tree (cubic vs rest)</h2><p>fidelity {sur['fidelity']:.3f}, accuracy vs truth {sur['accuracy']:.3f}</p>
+<pre>{html.escape(sur['rules'])}</pre>
+{images}
+</body></html>
+"""
+
+
+def write_report(model_dir, out) -> Path:
+    """Write ``metrics.json``, the PNG figures and ``index.html`` into ``out`` (atomically); returns the HTML path."""
+    from xrdbatch.bundle import load_bundle
+
+    bundle = load_bundle(model_dir)
+    metrics, extras = compute_report(bundle)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        figs = _figures(metrics, extras, tmp)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        (tmp / "index.html").write_text(_html(metrics, figs))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out / "index.html"
