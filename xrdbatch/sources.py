@@ -296,6 +296,14 @@ def expand_sites(frac: np.ndarray, rot: np.ndarray, tran: np.ndarray, lattice: n
     return images, site
 
 
+def _dummy_labels(block) -> set:
+    flags = block.find_values("_atom_site_calc_flag")
+    if not len(flags):
+        return set()
+    table = block.find("_atom_site_", ["label", "calc_flag"])
+    return {row[0] for row in table if row[1].strip("'\"").lower() == "dum"}
+
+
 def _crystal_from_cif_block(block, stated_number: int = 0) -> Crystal:
     import gemmi
 
@@ -314,6 +322,9 @@ def _crystal_from_cif_block(block, stated_number: int = 0) -> Crystal:
         raise RecordError(f"missing or invalid unit cell (a, b, c = {cell.a:g}, {cell.b:g}, {cell.c:g}; "
                           f"alpha, beta, gamma = {cell.alpha:g}, {cell.beta:g}, {cell.gamma:g})")
     sites = small.sites
+    dummies = _dummy_labels(block)
+    if dummies:  # '_atom_site_calc_flag dum': placeholders, not atoms
+        sites = [site for site in sites if site.label not in dummies]
     if len(sites) == 0:
         raise RecordError("atom site loop has no usable sites")
     frac = np.array([(s.fract.x, s.fract.y, s.fract.z) for s in sites], dtype=np.float64)

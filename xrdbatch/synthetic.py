@@ -321,29 +321,41 @@ def _place(rng, lattice, positions, orbits, orbit_species, species, dmin):
     placed_f = np.empty((0, 3))
     placed_s = np.empty(0, dtype=np.int64)
     order = sorted(range(len(orbits)), key=lambda o: (positions[orbits[o]].dof > 0, -positions[orbits[o]].multiplicity))
-    metric = lattice @ lattice.T
+    dropped: set[int] = set()
+
+    def remaining_species(o):  # species still carried by another, not dropped orbit
+        return {orbit_species[k] for k in range(len(orbits)) if k != o and k not in dropped}
+
     for o in order:
         w = positions[orbits[o]]
         s = orbit_species[o]
-        trials = 1 if w.dof == 0 else TRIALS_PER_ORBIT
-        params = rng.random((trials, 3))
-        cand = np.einsum("mij,tj->tmi", w.rot, params) + w.trans[None]  # (T, m, 3)
-        rep = cand[:, 0, :]
-        ok = np.ones(trials, dtype=bool)
-        if w.multiplicity > 1:
-            d = cand[:, 1:, :] - rep[:, None, :]
-            d -= np.round(d)
-            d2 = np.einsum("tai,ij,taj->ta", d, metric, d)
-            ok &= d2.min(axis=1) >= dmin[s, s] ** 2
-        if len(placed_s):
-            d = placed_f[None, :, :] - rep[:, None, :]
-            d -= np.round(d)
-            d2 = np.einsum("tai,ij,taj->ta", d, metric, d)
-            ok &= (d2 >= (dmin[s, placed_s] ** 2)[None, :]).all(axis=1)
-        good = np.flatnonzero(ok)
-        if len(good) == 0:
+        found = None
+        for trials in ((1,) if w.dof == 0 else (32, TRIALS_PER_ORBIT)):
+            params = rng.random((trials, 3))
+            rep = params @ w.rot[0].T + w.trans[0]  # representative atom of every trial, (T, 3)
+            ok = np.ones(trials, dtype=bool)
+            if len(placed_s):  # cheap test first: representative vs the atoms already placed
+                d = placed_f[None, :, :] - rep[:, None, :]
+                d -= np.round(d)
+                d2 = ((d @ lattice) ** 2).sum(-1)
+                ok = (d2 >= (dmin[s, placed_s] ** 2)[None, :]).all(axis=1)
+            idx = np.flatnonzero(ok)[:16]
+            if len(idx) and w.multiplicity > 1:  # then its own images, for the survivors only
+                cand = np.einsum("mij,tj->tmi", w.rot[1:], params[idx]) + w.trans[None, 1:]
+                d = cand - rep[idx, None, :]
+                d -= np.round(d)
+                d2 = ((d @ lattice) ** 2).sum(-1)
+                idx = idx[d2.min(axis=1) >= dmin[s, s] ** 2]
+            if len(idx):
+                found = params[idx[0]]
+                break
+        if found is None:
+            if orbit_species.count(s) > 1 and s in remaining_species(o):
+                dropped.add(o)  # the species keeps other orbits: drop this one rather than the crystal
+                continue
             return None
-        placed_f = np.concatenate([placed_f, np.mod(cand[good[0]], 1.0)])
+        atoms = np.mod(w.rot @ found + w.trans, 1.0)
+        placed_f = np.concatenate([placed_f, atoms])
         placed_s = np.concatenate([placed_s, np.full(w.multiplicity, s)])
     return placed_f, placed_s
 
