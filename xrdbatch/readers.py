@@ -187,138 +187,134 @@ def _scanner():
 
 
 def _scan_numbers_py(buf):  # pragma: no cover - runs compiled
-    """Scan lines of whitespace/comma/semicolon separated numbers.
+    """Scan lines of whitespace/comma/semicolon separated numbers, in one pass over the bytes.
 
     Returns ``(values, counts, data_start, data_stop)``: every number of the data block (the first run of
     lines made of numbers only; lines before it are the header, a text line after it ends the block; blank
     lines are skipped), the number of values on each data line, and the byte offsets of the block.
-    Understands signs, decimals, exponents, ``nan`` and ``inf``.
+    Understands signs, decimals, exponents, ``nan`` and ``inf``; a mantissa keeps 18 significant digits.
     """
     n = buf.size
     values = np.empty(n // 2 + 2, np.float64)
     counts = np.empty(n // 2 + 2, np.int32)
+    pow10 = np.empty(23, np.float64)
+    p = 1.0
+    for k in range(23):
+        pow10[k] = p
+        p *= 10.0
     n_values = 0
     n_lines = 0
     data_start = -1
     data_stop = n
-    pos = 0
-    pow10 = np.empty(23, np.float64)
-    p = 1.0
-    for i in range(23):
-        pow10[i] = p
-        p *= 10.0
-    while pos < n:
-        # one line
-        line_start = pos
-        line_end = pos
-        while line_end < n and buf[line_end] != 10 and buf[line_end] != 13:
-            line_end += 1
-        i = pos
-        line_ok = True
-        line_count = 0
-        first = n_values
-        while i < line_end:
-            c = buf[i]
-            if c == 32 or c == 9 or c == 44 or c == 59:  # space tab , ;
-                i += 1
-                continue
-            # parse one token
-            sign = 1.0
-            if c == 43 or c == 45:
-                if c == 45:
-                    sign = -1.0
-                i += 1
-            mant = 0
-            n_digits = 0
-            exp10 = 0
-            any_digit = False
-            while i < line_end and 48 <= buf[i] <= 57:
-                if n_digits < 18:
-                    mant = mant * 10 + (buf[i] - 48)
-                    n_digits += 1 if (mant > 0) else 0
-                else:
-                    exp10 += 1
-                any_digit = True
-                i += 1
-            if i < line_end and buf[i] == 46:
-                i += 1
-                while i < line_end and 48 <= buf[i] <= 57:
-                    if n_digits < 18:
-                        mant = mant * 10 + (buf[i] - 48)
-                        n_digits += 1 if (mant > 0) else 0
-                        exp10 -= 1
-                    any_digit = True
-                    i += 1
-            if not any_digit:
-                # nan / inf
-                if i + 3 <= line_end and (buf[i] | 32) == 110 and (buf[i + 1] | 32) == 97 \
-                        and (buf[i + 2] | 32) == 110:
-                    values[n_values] = np.nan
-                    n_values += 1
-                    line_count += 1
-                    i += 3
-                elif i + 3 <= line_end and (buf[i] | 32) == 105 and (buf[i + 1] | 32) == 110 \
-                        and (buf[i + 2] | 32) == 102:
-                    values[n_values] = sign * np.inf
-                    n_values += 1
-                    line_count += 1
-                    i += 3
-                    while i < line_end and (97 <= (buf[i] | 32) <= 122):
-                        i += 1
-                else:
-                    line_ok = False
+    line_start = 0
+    line_first = 0
+    line_ok = True
+    i = 0
+    while i <= n:
+        c = buf[i] if i < n else 10
+        if c == 10 or c == 13:
+            cnt = n_values - line_first
+            if line_ok and cnt > 0:
+                if data_start < 0:
+                    data_start = line_start
+                counts[n_lines] = cnt
+                n_lines += 1
+            elif not line_ok:
+                n_values = line_first
+                if data_start >= 0:
+                    data_stop = line_start
                     break
-            else:
-                if i < line_end and (buf[i] == 101 or buf[i] == 69):  # e E
-                    j = i + 1
-                    esign = 1
-                    if j < line_end and (buf[j] == 43 or buf[j] == 45):
-                        if buf[j] == 45:
-                            esign = -1
-                        j += 1
-                    e = 0
-                    got = False
-                    while j < line_end and 48 <= buf[j] <= 57:
-                        e = e * 10 + (buf[j] - 48)
-                        got = True
-                        j += 1
-                    if got:
-                        exp10 += esign * e
-                        i = j
-                v = float(mant)
-                if exp10 > 0:
-                    v = v * pow10[exp10] if exp10 < 23 else v * 10.0 ** exp10
-                elif exp10 < 0:
-                    if -exp10 < 23:
-                        v = v / pow10[-exp10]
-                    elif exp10 > -300:
-                        v = v / 10.0 ** (-exp10)
-                    else:  # 10**330 would overflow: two steps
-                        v = v / 10.0 ** (-exp10 - 300) / 1e300
-                values[n_values] = sign * v
-                n_values += 1
-                line_count += 1
-            # a token must end at a separator
-            if i < line_end:
-                c = buf[i]
-                if not (c == 32 or c == 9 or c == 44 or c == 59):
-                    line_ok = False
-                    break
-        if line_ok and line_count > 0:
-            if data_start < 0:
-                data_start = line_start
-            counts[n_lines] = line_count
-            n_lines += 1
-        else:
-            n_values = first
-            if line_count == 0 and line_ok:
-                pass  # blank line
-            elif data_start >= 0:
-                data_stop = line_start
+            i += 1
+            line_start = i
+            line_first = n_values
+            line_ok = True
+            continue
+        if not line_ok or c == 32 or c == 9 or c == 44 or c == 59:
+            i += 1
+            continue
+        # a token
+        neg = False
+        if c == 45 or c == 43:
+            neg = c == 45
+            i += 1
+        mant = 0
+        nd = 0
+        exp10 = 0
+        start_digits = i
+        while i < n:
+            d = np.int64(buf[i]) - 48
+            if d < 0 or d > 9:
                 break
-        pos = line_end
-        while pos < n and (buf[pos] == 10 or buf[pos] == 13):
-            pos += 1
+            if nd < 18:
+                mant = mant * 10 + d
+                if mant > 0:
+                    nd += 1
+            else:
+                exp10 += 1
+            i += 1
+        any_digit = i > start_digits
+        if i < n and buf[i] == 46:
+            i += 1
+            s2 = i
+            while i < n:
+                d = np.int64(buf[i]) - 48
+                if d < 0 or d > 9:
+                    break
+                if nd < 18:
+                    mant = mant * 10 + d
+                    if mant > 0:
+                        nd += 1
+                    exp10 -= 1
+                i += 1
+            any_digit = any_digit or i > s2
+        if any_digit:
+            if i < n and (buf[i] == 101 or buf[i] == 69):
+                j = i + 1
+                eneg = False
+                if j < n and (buf[j] == 43 or buf[j] == 45):
+                    eneg = buf[j] == 45
+                    j += 1
+                e = 0
+                s3 = j
+                while j < n:
+                    d = np.int64(buf[j]) - 48
+                    if d < 0 or d > 9:
+                        break
+                    e = e * 10 + d
+                    j += 1
+                if j > s3:
+                    exp10 += -e if eneg else e
+                    i = j
+            v = float(mant)
+            if exp10 > 0:
+                v = v * pow10[exp10] if exp10 < 23 else v * 10.0 ** exp10
+            elif exp10 < 0:
+                if -exp10 < 23:
+                    v = v / pow10[-exp10]
+                elif exp10 > -300:
+                    v = v / 10.0 ** (-exp10)
+                else:
+                    v = v / 10.0 ** (-exp10 - 300) / 1e300
+            values[n_values] = -v if neg else v
+            n_values += 1
+        elif i + 3 <= n and (buf[i] | 32) == 110 and (buf[i + 1] | 32) == 97 and (buf[i + 2] | 32) == 110:
+            values[n_values] = np.nan
+            n_values += 1
+            i += 3
+        elif i + 3 <= n and (buf[i] | 32) == 105 and (buf[i + 1] | 32) == 110 and (buf[i + 2] | 32) == 102:
+            values[n_values] = -np.inf if neg else np.inf
+            n_values += 1
+            i += 3
+            while i < n and 97 <= (buf[i] | 32) <= 122:
+                i += 1
+        else:
+            line_ok = False
+            continue
+        # token must end at a separator or end of line
+        if i < n:
+            c = buf[i]
+            if not (c == 32 or c == 9 or c == 44 or c == 59 or c == 10 or c == 13):
+                line_ok = False
     if data_start < 0:
         data_start = n
     return values[:n_values], counts[:n_lines], data_start, data_stop
@@ -971,7 +967,7 @@ FORMATS: dict[str, Format] = {
                     "NeXus/HDF5 NXdata: 1-D patterns or stacks (n, n_points)"),
     "xrdml": Format(_read_xrdml, (".xrdml",), _sniff_xrdml, "lxml",
                     "PANalytical XRDML 1.x/2.x: counts or intensities, start/end or listed positions"),
-    "gsas": Format(_read_gsas, (".gsas", ".gsa", ".gss", ".xra", ".fxye", ".cwn", ".raw", ".dat"), _sniff_gsas,
+    "gsas": Format(_read_gsas, (".gsas", ".gsa", ".gss", ".xra", ".fxye", ".fxy", ".cwn"), _sniff_gsas,
                    "own (GSAS manual)", "GSAS powder data: CONST STD/ESD banks (centidegrees) and FXYE"),
     "bruker_uxd": Format(_read_uxd, (".uxd",), _sniff_uxd, "own", "Bruker DIFFRAC ASCII (UXD)"),
     "pdcif": Format(_read_pdcif, (".cif", ".pdcif", ".rtv"), _sniff_pdcif, "gemmi.cif",
@@ -982,6 +978,10 @@ FORMATS: dict[str, Format] = {
                  "own (numba scanner)", "two/three-column text, any header, space/tab/comma separated; "
                  "'start step end' then counts (step scan)"),
 }
+
+
+#: Formats recognised by a magic number / root element only (never by extension alone).
+_MAGIC_FORMATS = ("bruker_raw", "nexus", "xrdml")
 
 
 def detect_format(path, head: bytes) -> str:
@@ -999,7 +999,8 @@ def detect_format(path, head: bytes) -> str:
             return name
     ext = os.path.splitext(str(path))[1].lower()
     for name, fmt in FORMATS.items():
-        if ext in fmt.extensions and fmt.sniff is None:
+        # formats with a magic number are never chosen by extension alone: without it the name is wrong
+        if ext in fmt.extensions and name not in _MAGIC_FORMATS:
             return name
     text = _decode(head)
     if b"\x00" in text[:1024] or sum(b < 9 for b in text[:1024]) > 0:
