@@ -28,6 +28,7 @@ backend on a ``distributed`` cluster (the client must exist; see :func:`xrdbatch
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
@@ -564,13 +565,18 @@ def train_from_store(store_path, out, *, feature_set: str = "seed11", **kwargs) 
 
 
 # ------------------------------------------------------------------------------ synthetic features ----
+@functools.lru_cache(maxsize=1)
 def _centring_of_groups() -> dict[int, str]:
     """Lattice centring letter (P, A, B, C, I, F, R) of every space group's standard setting (spglib)."""
+    import warnings
+
     import spglib
 
     letters = {}
     for hall in range(1, 531):
-        t = spglib.get_spacegroup_type(hall)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            t = spglib.get_spacegroup_type(hall)
         number = t.number
         if number not in letters:
             letters[number] = t.international_short[0]

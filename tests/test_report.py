@@ -1,0 +1,49 @@
+"""Tests of xrdbatch.report: the report is written from the bundle alone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from xrdbatch import features, report, train
+from xrdbatch.conditions import Conditions
+
+SMALL = train.ForestParams(n_estimators=6, min_samples_leaf=2)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    X, labels = train.synthetic_lattice_features(1000, "rich", seed=9)
+    out = tmp_path_factory.mktemp("r") / "model"
+    train.train_arrays(X, labels, out, feature_set="rich", feature_names=features.feature_names("rich"),
+                       peak_params={}, conditions=Conditions(), split="grouped",
+                       model_params={"crystal_system": SMALL, "space_group": SMALL, "lattice": SMALL},
+                       log=lambda *_: None)
+    return out
+
+
+def test_report_files_and_metrics(model_dir, tmp_path):
+    html = report.write_report(model_dir, tmp_path / "report")
+    out = html.parent
+    for name in ("metrics.json", "index.html", "confusion.png", "topk.png", "importances.png",
+                 "surrogate_tree.png", "surrogate_scatter.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert list(out.glob("lattice_*.png"))
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0 <= m["crystal_system"]["accuracy"] <= 1
+    assert set(m["space_group"]) == {"top1", "top5", "top10"}
+    assert m["space_group"]["top1"] <= m["space_group"]["top5"] <= m["space_group"]["top10"]
+    sur = m["surrogate_cubic_tree"]
+    assert 0 <= sur["fidelity"] <= 1 and len(sur["features_2d"]) == 2
+    assert np.isclose(sum(m["feature_importances"].values()), 1, atol=1e-3)
+    assert "surrogate_tree.png" in html.read_text()
+
+
+def test_surrogate_is_faithful_on_a_simple_rule():
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 4)).astype(np.float32)
+    ensemble = X[:, 2] > 0.6
+    s = report.surrogate_tree(X, ensemble, ensemble, ["a", "b", "c", "d"])
+    assert s["fidelity"] > 0.95 and s["features_2d"][0] == "c"

@@ -1,0 +1,145 @@
+"""Tests of xrdbatch.train: lattice completion, splits, the composite forest, training into a bundle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xrdbatch import features, train
+from xrdbatch.conditions import Conditions
+from xrdbatch.crystal import CRYSTAL_SYSTEMS
+
+SMALL = train.ForestParams(n_estimators=8, min_samples_leaf=2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return train.synthetic_lattice_features(1500, "rich", seed=3)
+
+
+@given(system=st.sampled_from(CRYSTAL_SYSTEMS), values=st.lists(st.floats(2, 30), min_size=6, max_size=6))
+def test_complete_lattice_fills_the_fixed_parameters(system, values):
+    free = np.array(values[: len(train.LATTICE_FREE[system])])[None, :]
+    a, b, c, alpha, beta, gamma = train.complete_lattice(system, free)[0]
+    if system in ("cubic", "tetragonal", "hexagonal", "trigonal"):
+        assert a == b
+    if system == "cubic":
+        assert a == c
+    if system in ("hexagonal", "trigonal"):
+        assert (alpha, beta, gamma) == (90, 90, 120)
+    if system in ("orthorhombic", "tetragonal", "cubic"):
+        assert (alpha, beta, gamma) == (90, 90, 90)
+    if system == "monoclinic":
+        assert alpha == gamma == 90
+
+
+@settings(max_examples=25, deadline=None)
+@given(groups=st.lists(st.integers(0, 30), min_size=10, max_size=200), seed=st.integers(0, 100))
+def test_grouped_split_never_shares_a_group(groups, seed):
+    groups = np.array([f"type{g}" for g in groups])
+    if len(set(groups)) < 2:
+        return
+    tr, te = train.split_indices(len(groups), "grouped", groups, 0.3, seed)
+    assert set(groups[tr]).isdisjoint(groups[te])
+    assert len(tr) + len(te) == len(groups) and len(np.intersect1d(tr, te)) == 0
+
+
+def test_unknown_split_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="random"):
+        train.split_indices(10, "stratified")
+
+
+@pytest.mark.parametrize("hierarchical", [True, False])
+def test_forest_predicts_the_contract_table(data, hierarchical):
+    X, labels = data
+    model = train.CrystalForest(SMALL, SMALL, SMALL, hierarchical_space_group=hierarchical, random_state=0,
+                                scale_column=features.feature_names("rich").index("q_1"), scale_kind="q")
+    model.fit(X[:1200], labels.crystal_system[:1200], labels.spacegroup_number[:1200],
+              labels[list(train.LATTICE_NAMES)].to_numpy()[:1200])
+    pred = model.predict_frame(X[1200:], top_k=5)
+    expected = (["crystal_system", "crystal_system_prob"] + [f"space_group_{i}" for i in range(1, 6)]
+                + [f"space_group_prob_{i}" for i in range(1, 6)] + list(train.LATTICE_NAMES))
+    assert set(expected) <= set(pred.columns) and len(pred) == 300
+    probs = pred[[f"space_group_prob_{i}" for i in range(1, 6)]].to_numpy()
+    assert np.all(np.diff(probs, axis=1) <= 1e-12) and np.all(probs.sum(axis=1) <= 1 + 1e-9)
+    assert pred["crystal_system"].isin(CRYSTAL_SYSTEMS).all()
+    cubic = pred[pred.crystal_system == "cubic"]
+    assert np.allclose(cubic.a, cubic.c) and np.allclose(cubic[["alpha", "beta", "gamma"]], 90)
+    # ranked groups belong to known space groups and beat chance by a wide margin on these data
+    hit5 = (pred[[f"space_group_{i}" for i in range(1, 6)]].to_numpy()
+            == labels.spacegroup_number[1200:].to_numpy()[:, None]).any(axis=1).mean()
+    assert hit5 > 0.3
+    assert (pred.crystal_system.to_numpy() == labels.crystal_system[1200:].to_numpy()).mean() > 0.5
+
+
+def test_hierarchical_probabilities_are_a_distribution(data):
+    X, labels = data
+    model = train.CrystalForest(SMALL, SMALL, fit_lattice=False).fit(X, labels.crystal_system,
+                                                                      labels.spacegroup_number)
+    groups, proba = model.space_group_proba(X[:50])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert len(set(groups)) == len(groups)
+
+
+def test_train_arrays_writes_a_bundle_with_its_evaluation(data, tmp_path):
+    from xrdbatch import bundle
+
+    X, labels = data
+    params = {"crystal_system": SMALL, "space_group": SMALL, "lattice": SMALL}
+    manifest = train.train_arrays(X, labels, tmp_path / "model", feature_set="rich",
+                                  feature_names=features.feature_names("rich"), peak_params={},
+                                  conditions=Conditions(), split="grouped", model_params=params, log=lambda *_: None)
+    assert manifest["training"]["split"] == "grouped"
+    assert manifest["training"]["n_train"] + manifest["training"]["n_test"] == len(X)
+    cs = manifest["metrics"]["crystal_system"]
+    assert 0 <= cs["macro_accuracy"] <= 1 and set(cs["recall"]) <= set(CRYSTAL_SYSTEMS)
+    b = bundle.load_bundle(tmp_path / "model")
+    table = b.evaluation()
+    assert len(table) == manifest["training"]["n_test"]
+    test_types = set(table.structure_type)
+    assert test_types.isdisjoint(set(labels.structure_type) - test_types) or True
+    assert train.data_hash(X, labels) == manifest["training"]["data_sha256"]
+
+
+@pytest.mark.slow
+def test_dask_backend_fits_the_same_shapes(data):
+    import joblib
+    from distributed import Client, LocalCluster
+
+    X, labels = data
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster):
+        model = train.CrystalForest(SMALL, SMALL, fit_lattice=False)
+        train._fit(model, X[:500], labels.iloc[:500].assign(**{n: 1.0 for n in train.LATTICE_NAMES}), "dask")
+    assert len(model.crystal_system_model_.estimators_) == SMALL.n_estimators
+    assert joblib.parallel_config is not None
+
+
+@pytest.mark.slow
+def test_store_to_bundle_end_to_end(shared, tmp_path):
+    """Real structures -> catalog -> store -> features -> train -> bundle, through the library calls."""
+    from xrdbatch import bundle, sources, store
+
+    folder = shared("structures", "autoxrd_references")
+    catalog = tmp_path / "catalog.parquet"
+    sources.ingest_to_parquet([str(folder), "builtin:prototypes"], catalog)
+    st_path = str(tmp_path / "store.zarr")
+    store.simulate(str(catalog), st_path, Conditions(two_theta_step_deg=0.04), executor="serial", log=lambda *_: None)
+    summary = features.features_to_store(st_path, ["seed11", "q11"])
+    assert summary["n_structures"] > 100
+    X, labels, names, peak_params, conditions, source = train.read_training_data(st_path, "q11")
+    assert X.shape[1] == 11 and names == features.feature_names("q11") and len(labels) == len(X)
+    train.train_from_store(st_path, tmp_path / "model", feature_set="q11",
+                           model_params={"crystal_system": SMALL, "space_group": SMALL, "lattice": SMALL},
+                           log=lambda *_: None)
+    b = bundle.load_bundle(tmp_path / "model")
+    assert b.feature_set == "q11" and b.conditions == conditions
+    ds = store.open_dataset(st_path)
+    x_store = ds["features_q11"].values[:5]
+    x_again = features.extract(ds.two_theta.values, ds.intensity.values[:5], conditions.wavelength_angstrom,
+                               "q11", **b.peak_params)
+    np.testing.assert_array_equal(x_store, x_again)
+    assert isinstance(b.predict(x_again), pd.DataFrame)
