@@ -361,6 +361,8 @@ COMMANDS: dict = {
     "models": (_add_models, _cmd_models),
     "score": (_add_score, _cmd_score),
     "ingest": (_add_ingest, _cmd_ingest),
+    "jobs": (_add_jobs, _cmd_jobs),
+    "selfcheck": (_add_selfcheck, _cmd_selfcheck),
     "features": (_add_features, _cmd_features),
     "train": (_add_train, _cmd_train),
     "report": (_add_report, _cmd_report),

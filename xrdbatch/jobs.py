@@ -166,10 +166,14 @@ def regenerate_commands(paths: Paths, dask_option: str) -> list[str]:
 
 
 def train_commands(paths: Paths, n_jobs: str) -> list[str]:
-    """Shell lines of the training stage: features into the store, train a bundle, write the report."""
+    """Shell lines of the training stage: features into the store, train a bundle, write the report.
+
+    All in one process on one node: the peak finder runs threaded (``--executor serial``), the forests use
+    ``n_jobs`` threads.
+    """
     extra = f" {_q(paths.train_args)}" if paths.train_args else ""
     return [
-        f'xrdbatch features --store "$STORE" --n-workers 1 --threads-per-worker {n_jobs}',
+        f'xrdbatch features --store "$STORE" --executor serial',
         f'xrdbatch train --store "$STORE" --out "$MODEL" --n-jobs {n_jobs}{extra}',
         f'xrdbatch report --model "$MODEL" --out "$REPORT"',
     ]
@@ -476,8 +480,7 @@ def render(target: str, job: str, resources: Resources | None = None, environmen
     for name in jobs:
         fn = RENDERERS[(target, name)]
         if target == "k8s":
-            k8s_paths = replace(paths, logs=paths.logs)
-            docs = fn(resources, environment, k8s_paths, image=image or environment.image or DEFAULT_K8S_IMAGE,
+            docs = fn(resources, environment, paths, image=image or environment.image or DEFAULT_K8S_IMAGE,
                       pvc=pvc, namespace=namespace)
             files.update({fname: _dump_yaml(d) for fname, d in docs.items()})
         else:

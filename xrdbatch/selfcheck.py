@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 LIBRARIES = ("numpy", "scipy", "pandas", "pyarrow", "pymatgen", "spglib", "gemmi", "dask", "distributed", "zarr",
              "xarray", "sklearn", "skops", "fsspec", "numba", "h5py", "matplotlib")
+DISTRIBUTIONS = {"sklearn": "scikit-learn"}  # import name -> distribution name, where they differ
 NACL_A_ANGSTROM = 5.6402
 TWO_THETA_TOL_DEG = 0.05
 
@@ -46,10 +47,15 @@ def check_versions(**_) -> str:
     """Import every library the pipeline needs; report versions (an ImportError names the missing one)."""
     from xrdbatch import __version__
 
+    from importlib.metadata import PackageNotFoundError, version
+
     found = []
     for name in LIBRARIES:
         module = importlib.import_module(name)
-        found.append(f"{name} {getattr(module, '__version__', '?')}")
+        try:
+            found.append(f"{name} {version(DISTRIBUTIONS.get(name, name))}")
+        except PackageNotFoundError:
+            found.append(f"{name} {getattr(module, '__version__', '?')}")
     return f"xrdbatch {__version__}, Python {platform.python_version()} ({sys.executable}); " + ", ".join(found)
 
 
