@@ -595,10 +595,17 @@ def _space_group_prior() -> np.ndarray:
     return (counts + 0.5) / (counts + 0.5).sum()
 
 
-def synthetic_lattice_features(n: int, feature_set: str = "seed11", *, wavelength_angstrom: float = 1.5406,
-                               two_theta_range_deg=(5.0, 90.0), height_rel: float = 0.01, seed: int = 0,
-                               chunk: int = 5000):
-    """ICSD-like features without simulating patterns: for benchmarks and tests of training at scale.
+def synthetic_lattice_features(n: int, feature_set: str = "seed11", *, seed: int = 0, **kwargs):
+    """``(X, labels)``: :func:`synthetic_lattice_peaks` turned into the features of ``feature_set``."""
+    from xrdbatch import features
+
+    peaks, labels = synthetic_lattice_peaks(n, seed=seed, **kwargs)
+    return features.from_peaks(peaks, feature_set), labels
+
+
+def synthetic_lattice_peaks(n: int, *, wavelength_angstrom: float = 1.5406, two_theta_range_deg=(5.0, 90.0),
+                            height_rel: float = 0.01, seed: int = 0, chunk: int = 5000):
+    """ICSD-like peak tables without simulating patterns: for benchmarks and tests of training at scale.
 
     Space groups are drawn from the ICSD frequencies, cells per crystal system (lengths 3-20 angstrom,
     log-uniform; monoclinic beta 90-120 deg; triclinic angles 60-120 deg), reflections h,k,l in -6..6 kept by
@@ -609,7 +616,7 @@ def synthetic_lattice_features(n: int, feature_set: str = "seed11", *, wavelengt
 
     Returns
     -------
-    X : ndarray (n, n_features) float32
+    peaks : xrdbatch.features.Peaks
     labels : DataFrame
         structure_id, crystal_system, spacegroup_number, a, b, c, alpha, beta, gamma, structure_type
         (synthetic groups of 4 consecutive structures of one space group, for grouped splits).
@@ -690,11 +697,10 @@ def synthetic_lattice_features(n: int, feature_set: str = "seed11", *, wavelengt
     np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
     q = 4 * np.pi * np.sin(np.radians(pos) / 2) / wavelength_angstrom
     peaks = features.Peaks(rows, pos, q, np.concatenate(height_all).astype(np.float32), offsets)
-    X = features.from_peaks(peaks, feature_set)
     labels = pd.DataFrame({
         "structure_id": [f"lat-{seed}-{i}" for i in range(n)],
         "crystal_system": systems, "spacegroup_number": sg,
         "a": lat[:, 0], "b": lat[:, 1], "c": lat[:, 2], "alpha": lat[:, 3], "beta": lat[:, 4], "gamma": lat[:, 5],
         "structure_type": [f"lat_{s}_{i // 4}" for i, s in enumerate(sg)],
     })
-    return X, labels
+    return peaks, labels
