@@ -51,6 +51,192 @@ def _cmd_ingest(args) -> int:
     return 0
 
 
+# ------------------------------------------------------- simulate / retarget / demo / run / config ----
+_CONDITION_OPTIONS = {  # CLI option dest -> Conditions field
+    "two_theta_min": "two_theta_min_deg", "two_theta_max": "two_theta_max_deg",
+    "two_theta_step": "two_theta_step_deg", "fwhm": "fwhm_deg", "profile": "profile", "eta": "eta",
+    "monochromator": "monochromator_two_theta_deg",
+}
+
+
+def _add_conditions_options(p, base: str = "defaults: CuKa, 5-90 deg, step 0.02, pseudo-Voigt FWHM 0.1"):
+    g = p.add_argument_group("conditions", f"instrument setup ({base})")
+    g.add_argument("--radiation", default=None, help="line name (CuKa, CuKa12, MoKa, ...) or wavelength in angstrom")
+    g.add_argument("--ka2", type=float, nargs="?", const=0.5, default=None, metavar="RATIO",
+                   help="add K-alpha2 of the named line, at this intensity ratio (default 0.5)")
+    g.add_argument("--two-theta-min", type=float, default=None, metavar="DEG")
+    g.add_argument("--two-theta-max", type=float, default=None, metavar="DEG")
+    g.add_argument("--two-theta-step", type=float, default=None, metavar="DEG")
+    g.add_argument("--profile", default=None, choices=("pseudo_voigt", "gaussian", "lorentzian"))
+    g.add_argument("--fwhm", type=float, default=None, metavar="DEG", help="constant peak FWHM in degrees")
+    g.add_argument("--caglioti", type=float, nargs=3, default=None, metavar=("U", "V", "W"),
+                   help="Caglioti FWHM^2 = U tan^2 + V tan + W, in degree^2 (replaces --fwhm)")
+    g.add_argument("--eta", type=float, default=None, help="pseudo-Voigt Lorentzian fraction")
+    g.add_argument("--monochromator", type=float, default=None, metavar="DEG",
+                   help="monochromator 2-theta for the polarisation factor")
+
+
+def _conditions_from_args(args, base=None):
+    """Conditions options applied over ``base`` (default: the Conditions defaults)."""
+    from xrdbatch.conditions import Conditions
+    from xrdbatch.config import ConfigError, resolve_conditions
+
+    section = (base or Conditions()).to_dict()
+    section["radiation"] = section.pop("wavelength_angstrom")
+    if args.radiation is not None:
+        section["radiation"] = args.radiation
+        section["wavelength2_angstrom"] = None
+    if args.ka2 is not None:
+        section.update(ka2=True, ka2_ratio=args.ka2)
+    for dest, field in _CONDITION_OPTIONS.items():
+        if getattr(args, dest) is not None:
+            section[field] = getattr(args, dest)
+    if args.caglioti is not None:
+        section.update(zip(("caglioti_u_deg2", "caglioti_v_deg2", "caglioti_w_deg2"), args.caglioti))
+    try:
+        return resolve_conditions(section)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cluster_kwargs(args) -> dict:
+    return dict(scheduler_address=args.scheduler_address, scheduler_file=args.scheduler_file,
+                n_workers=args.n_workers, threads_per_worker=args.threads_per_worker)
+
+
+def _run_store(args, call) -> int:
+    """Run ``call(client=..., executor=...)`` on the chosen executor; store errors become user errors."""
+    from xrdbatch import cluster, store
+
+    try:
+        if args.executor == "serial":
+            summary = call(client=None, executor="serial")
+        else:
+            with cluster.get_client(**_cluster_kwargs(args)) as client:
+                summary = call(client=client, executor="dask")
+    except (store.StoreError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    print(summary)
+    return 0
+
+
+def _add_simulate(sub):
+    p = sub.add_parser("simulate", help="simulate every catalog row into a chunked, resumable Zarr store (Dask)")
+    p.add_argument("--catalog", required=True, help="catalog Parquet (from `xrdbatch ingest`)")
+    p.add_argument("--store", required=True, help="Zarr store directory (created, or resumed)")
+    p.add_argument("--chunk-size", type=int, default=None, help="structures per task and Zarr chunk (default 500)")
+    p.add_argument("--d-min-angstrom", type=float, default=None,
+                   help="keep reflections down to this d (default: what the conditions need); smaller = wider retarget")
+    p.add_argument("--restart", action="store_true", help="discard a store made with other conditions/catalog")
+    p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
+    _add_conditions_options(p)
+    _add_cluster_options(p)
+    return p
+
+
+def _cmd_simulate(args) -> int:
+    from xrdbatch import store
+
+    conditions = _conditions_from_args(args)
+    return _run_store(args, lambda **kw: store.simulate(
+        args.catalog, args.store, conditions, chunk_size=args.chunk_size, d_min_angstrom=args.d_min_angstrom,
+        restart=args.restart, progress=True, log=print, **kw))
+
+
+def _add_retarget(sub):
+    p = sub.add_parser("retarget", help="new patterns for other conditions from a store's reflections (no re-simulation)")
+    p.add_argument("--store", required=True, help="finished source store")
+    p.add_argument("--out", required=True, help="new Zarr store")
+    p.add_argument("--restart", action="store_true", help="discard an --out store made differently")
+    p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
+    _add_conditions_options(p, base="defaults: the source store's conditions")
+    _add_cluster_options(p)
+    return p
+
+
+def _cmd_retarget(args) -> int:
+    from xrdbatch import store
+
+    try:
+        base = store.read_conditions(args.store)
+    except (FileNotFoundError, KeyError) as exc:
+        raise CliError(f"cannot read the conditions of store {args.store} ({exc}); is it an xrdbatch store?") from None
+    conditions = _conditions_from_args(args, base)
+    return _run_store(args, lambda **kw: store.retarget(
+        args.store, args.out, conditions, restart=args.restart, progress=True, log=print, **kw))
+
+
+def _add_run_options(p):
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set store.chunk_size=200 (repeatable)")
+    p.add_argument("--stages", default=None, help="comma-separated subset of stages to run (default: all)")
+    _add_cluster_options(p)
+
+
+def _cluster_overrides(args) -> list[str]:
+    return [f"cluster.{k}={v!r}" if isinstance(v, str) else f"cluster.{k}={v}"
+            for k, v in _cluster_kwargs(args).items() if v is not None]
+
+
+def _run_pipeline(config_path, args, extra=()) -> int:
+    from xrdbatch import pipeline
+    from xrdbatch.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path, [*extra, *args.overrides, *_cluster_overrides(args)])
+        stages = args.stages.split(",") if args.stages else None
+        pipeline.run(config, stages=stages, log=print)
+    except (ConfigError, pipeline.PipelineError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="the whole pipeline on embedded data (builtin prototypes + synthetic crystals)")
+    p.add_argument("--out", default=None, help="output folder (default ./xrdbatch-demo)")
+    _add_run_options(p)
+    return p
+
+
+def _cmd_demo(args) -> int:
+    from xrdbatch import pipeline
+
+    return _run_pipeline(pipeline.DEMO_CONFIG, args, [f"out_dir={args.out!r}"] if args.out else [])
+
+
+def _add_run(sub):
+    p = sub.add_parser("run", help="run the pipeline stages a TOML config describes")
+    p.add_argument("--config", required=True, help="run config (TOML; `xrdbatch config show` prints one)")
+    _add_run_options(p)
+    return p
+
+
+def _cmd_run(args) -> int:
+    return _run_pipeline(args.config, args)
+
+
+def _add_config(sub):
+    p = sub.add_parser("config", help="config files: `config show` prints the effective config")
+    p.add_argument("action", choices=("show",))
+    p.add_argument("--config", default=None, help="TOML config file (default: built-in defaults)")
+    p.add_argument("--demo", action="store_true", help="start from the demo config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return p
+
+
+def _cmd_config(args) -> int:
+    from xrdbatch import pipeline
+    from xrdbatch.config import ConfigError, dumps, load_config
+
+    if args.config and args.demo:
+        raise CliError("give --config or --demo, not both")
+    try:
+        print(dumps(load_config(pipeline.DEMO_CONFIG if args.demo else args.config, args.overrides)), end="")
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 # ---------------------------------------------------------------------------------- score ----
 def _add_score(sub):
     p = sub.add_parser("score", help="score measured pattern files with a model bundle (Dask over file batches)")
@@ -231,11 +417,6 @@ def _cmd_selfcheck(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _cluster_kwargs(args) -> dict:
-    return dict(scheduler_address=args.scheduler_address, scheduler_file=args.scheduler_file,
-                n_workers=args.n_workers, threads_per_worker=args.threads_per_worker)
-
-
 # ------------------------------------------------------------------- features / train / report ----
 def _add_features(sub):
     p = sub.add_parser("features", help="peak features of every pattern of a store, written into the store (Dask)")
@@ -358,9 +539,14 @@ def _add_cluster_options(p):
 
 
 COMMANDS: dict = {
-    "models": (_add_models, _cmd_models),
     "score": (_add_score, _cmd_score),
+    "models": (_add_models, _cmd_models),
     "ingest": (_add_ingest, _cmd_ingest),
+    "simulate": (_add_simulate, _cmd_simulate),
+    "retarget": (_add_retarget, _cmd_retarget),
+    "demo": (_add_demo, _cmd_demo),
+    "run": (_add_run, _cmd_run),
+    "config": (_add_config, _cmd_config),
     "jobs": (_add_jobs, _cmd_jobs),
     "selfcheck": (_add_selfcheck, _cmd_selfcheck),
     "features": (_add_features, _cmd_features),
