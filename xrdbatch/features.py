@@ -414,6 +414,24 @@ BLOCKS = {
 }
 
 
+def _block_lattice_hints(peaks, k):
+    """Trial-indexing excess matches for cubic, tetragonal, hexagonal cells (:mod:`xrdbatch.lattice_hints`)."""
+    from xrdbatch.lattice_hints import block_lattice_hints
+
+    return block_lattice_hints(peaks, k)
+
+
+def _block_density(peaks, k):
+    """Log peak density per estimated cell volume (:mod:`xrdbatch.lattice_hints`)."""
+    from xrdbatch.lattice_hints import block_density
+
+    return block_density(peaks, k)
+
+
+BLOCKS["lattice_hints"] = _block_lattice_hints
+BLOCKS["density"] = _block_density
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """An ordered list of ``(block, k)`` pairs; see :data:`BLOCKS`."""
@@ -446,6 +464,10 @@ FEATURE_SETS: dict[str, FeatureSpec] = {
     "rich": FeatureSpec((("q", 20), ("q2_ratio", 10), ("height", 10), ("strongest_q", 5), ("count", 1),
                          ("counts", 1)),
                         "first 20 Q, squared Q ratios, heights, Q of the 5 strongest, counts at thresholds"),
+    "measured": FeatureSpec((("q", 20), ("q2_ratio", 10), ("height", 10), ("strongest_q", 10), ("count", 1),
+                             ("counts", 1), ("lattice_hints", 1), ("density", 1)),
+                            "rich + Q of the 10 strongest, trial-indexing scores (cubic/tetragonal/hexagonal) and "
+                            "peak density per estimated cell volume: for measured patterns"),
 }
 
 
