@@ -20,7 +20,8 @@
 #   XRDBATCH_BASE_TAR    reuse a rootfs tarball instead of running debootstrap
 #
 # Podman runs here as root in a VM without a container engine: vfs storage under the work directory (no
-# overlay mounts needed), chroot isolation for RUN steps, host networking, cgroupfs, and modest ulimits.
+# overlay mounts needed), chroot isolation for RUN steps, host networking, cgroupfs, and modest ulimits;
+# --layers=false commits the image once (each vfs layer commit copies the whole tree).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -89,7 +90,7 @@ done
 SECRETS=()
 if [ -s "$CA_BUNDLE" ]; then SECRETS=(--secret "id=ca,src=$CA_BUNDLE"); fi
 phase "podman build (base $BASE_TAG, CA secret: ${CA_BUNDLE:-none}, runtime isolation chroot)"
-"${PODMAN[@]}" build --isolation chroot --network host --pull=never --format docker \
+"${PODMAN[@]}" build --isolation chroot --network host --pull=never --format docker --layers=false \
     "${SECRETS[@]}" "${BUILD_ARGS[@]}" -f "$HERE/Dockerfile" -t "$IMAGE_TAG" "$REPO"
 phase "built $IMAGE_TAG: $("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE_TAG" | awk '{printf "%.0f MB", $1/1e6}')"
 
