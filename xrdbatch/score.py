@@ -31,6 +31,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -205,7 +206,7 @@ def prepare_pattern(pattern, conditions, fallback_wavelength: float | None, cach
     points are dropped, and the pattern is cropped to the model's 2-theta range.
 
     cache : dict, optional
-        Converted grids by (grid hash, axis, wavelength), reused across the patterns of a batch.
+        Converted grids by (axis, wavelength, grid), reused across the patterns of a batch.
 
     Raises
     ------
@@ -222,26 +223,25 @@ def prepare_pattern(pattern, conditions, fallback_wavelength: float | None, cach
         lam, source = lam_model, "model"
         if pattern.axis == "two_theta_deg":
             warn.append(f"no wavelength in the file or options: assumed the model's {lam_model:g} A")
-    if cache is None:
-        tt = _to_model_two_theta(pattern.x, pattern.axis, lam, lam_model)
-    else:  # files of one instrument share a grid: convert it once per batch
-        key = (hashlib.blake2b(pattern.x.tobytes(), digest_size=16).digest(), pattern.axis, lam)
-        tt = cache.get(key)
-        if tt is None:
-            tt = cache[key] = _to_model_two_theta(pattern.x, pattern.axis, lam, lam_model)
+    grid = _model_grid(pattern.x, pattern.axis, lam, conditions, cache)
+    tt = grid.two_theta
     y = pattern.intensity
     finite_y = np.isfinite(y)
-    if finite_y.sum() < 0.5 * y.size:
-        raise ValueError(f"{y.size - int(finite_y.sum())} of {y.size} intensities are NaN/inf")
-    finite = np.isfinite(tt) & finite_y  # NaN 2-theta: beyond the model wavelength's reach (sin theta > 1)
-    if not finite.any():
+    n_finite = int(finite_y.sum())
+    if n_finite < 0.5 * y.size:
+        raise ValueError(f"{y.size - n_finite} of {y.size} intensities are NaN/inf")
+    if not grid.reachable:
         raise ValueError(f"no point of the pattern is within reach of the model's wavelength {lam_model:g} A")
     lo, hi = conditions.two_theta_min_deg, conditions.two_theta_max_deg
-    keep = finite & (tt >= lo) & (tt <= hi)
-    n = int(keep.sum())
+    if n_finite == y.size:  # the usual case: the grid's own crop, shared by every pattern on it
+        keep, tt_kept = grid.keep, grid.kept
+    else:
+        keep = grid.keep & finite_y
+        tt_kept = tt[keep]
+    n = tt_kept.size
     info = {"wavelength_angstrom": lam, "wavelength_source": source}
     if n:
-        t0, t1 = float(tt[keep][0]), float(tt[keep][-1])
+        t0, t1 = float(tt_kept[0]), float(tt_kept[-1])
         coverage = max(0.0, (t1 - t0) / (hi - lo))
         info.update(two_theta_min_deg=t0, two_theta_max_deg=t1, range_coverage=coverage)
         if coverage < MIN_RANGE_COVERAGE:
@@ -251,7 +251,31 @@ def prepare_pattern(pattern, conditions, fallback_wavelength: float | None, cach
         raise ValueError(f"only {n} points inside the model's 2-theta range {lo:g}-{hi:g} deg at {lam_model:g} A "
                          f"(the file covers {np.nanmin(tt):.2f}-{np.nanmax(tt):.2f} deg); needs {MIN_POINTS}")
     info["warning"] = "; ".join(warn)
-    return tt[keep], y[keep], info
+    return tt_kept, y[keep], info
+
+
+class _Grid(NamedTuple):
+    x: np.ndarray  # the file's abscissa (kept to verify cache hits)
+    two_theta: np.ndarray  # at the model's wavelength, NaN where out of reach
+    keep: np.ndarray  # finite and inside the model's range
+    kept: np.ndarray  # two_theta[keep]
+    reachable: bool
+
+
+def _model_grid(x, axis, lam, conditions, cache: dict | None) -> _Grid:
+    """The file's abscissa converted and cropped for the model; computed once per distinct grid in a batch."""
+    key = (axis, lam, x.size, float(x[0]), float(x[-1]), float(x[x.size // 2]))
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None and (hit.x is x or np.array_equal(hit.x, x)):
+            return hit
+    tt = _to_model_two_theta(x, axis, lam, conditions.wavelength_angstrom)
+    finite = np.isfinite(tt)
+    keep = finite & (tt >= conditions.two_theta_min_deg) & (tt <= conditions.two_theta_max_deg)
+    grid = _Grid(x, tt, keep, tt[keep], bool(finite.any()))
+    if cache is not None:
+        cache[key] = grid
+    return grid
 
 
 def _features(model, two_theta, intensity):
@@ -295,7 +319,9 @@ def score_files(files, options: ScoreOptions) -> list[dict]:
                 continue
             row.update(info)
             rows.append(row)
-            key = (tt.size, tt[0], tt[-1], hashlib.blake2b(tt.tobytes(), digest_size=16).digest())
+            # patterns on one cached grid share the very same array object; others are grouped by content
+            key = id(tt) if any(g.kept is tt for g in grids.values()) else \
+                hashlib.blake2b(tt.tobytes(), digest_size=16).digest()
             groups[key].append((len(rows) - 1, tt, y))
     # features per grid group, then one prediction for the whole batch (forest calls have a fixed cost)
     indices, blocks, counts = [], [], []
