@@ -243,3 +243,36 @@ def test_scanner_matches_python_float(values, sep, eol):
     expected = np.array([v for r in rows for v in r])
     np.testing.assert_allclose(parsed, expected, rtol=1e-14, atol=0)
     assert counts.tolist() == [2] * len(rows) and header.startswith(b"# head") and trailer.startswith(b"END")
+
+
+def test_gsas_esd_and_fxye_banks():
+    y = np.arange(120, dtype=float) + 100
+    lines = []
+    for i in range(0, 120, 5):
+        lines.append("".join(f"{v:8.1f}{np.sqrt(v):8.2f}" for v in y[i:i + 5]))
+    esd = "title line Cu Ka\nBANK 1 120 24 CONST 1000.0 2.0 0 0 ESD\n" + "\n".join(lines) + "\n"
+    [p] = read_bytes("a.gsas", esd.encode())
+    assert p.meta["gsas_type"] == "ESD"
+    np.testing.assert_allclose(p.x, 10.0 + 0.02 * np.arange(120))  # centidegrees
+    np.testing.assert_allclose(p.intensity, y)
+    fxye = "t\nBANK 2 120 120 CONS 500.0 1.0 0 0 FXYE\n" + "".join(
+        f"{500 + i:.1f} {v:.1f} {np.sqrt(v):.2f}\n" for i, v in enumerate(y))
+    [p] = read_bytes("b.fxye", fxye.encode())
+    assert p.meta["bank"] == 2 and p.x[0] == pytest.approx(5.0) and p.x[-1] == pytest.approx(6.19)
+    with pytest.raises(ReaderError, match="truncated"):
+        read_bytes("a.gsas", esd.encode()[:-200])
+
+
+def test_xrdml_list_positions_attenuation_and_two_scans():
+    counts = " ".join(str(v) for v in range(1, 151))
+    tt = " ".join(f"{10 + 0.1 * i:.2f}" for i in range(150))
+    att = " ".join("2" if i < 10 else "1" for i in range(150))
+    scan = ('<scan scanAxis="2Theta"><dataPoints><positions axis="2Theta" unit="deg"><listPositions>' + tt
+            + '</listPositions></positions><beamAttenuationFactors>' + att
+            + '</beamAttenuationFactors><counts unit="counts">' + counts + "</counts></dataPoints></scan>")
+    doc = ('<?xml version="1.0"?><xrdMeasurements xmlns="http://www.xrdml.com/XRDMeasurement/1.0">'
+           '<xrdMeasurement><usedWavelength><kAlpha1 unit="Angstrom">0.7093</kAlpha1></usedWavelength>'
+           + scan + scan + "</xrdMeasurement></xrdMeasurements>")
+    ps = read_bytes("m.xrdml", doc.encode())
+    assert len(ps) == 2 and ps[1].meta["wavelength_angstrom"] == pytest.approx(0.7093)
+    assert ps[0].x[-1] == pytest.approx(24.9) and ps[0].intensity[0] == 2 and ps[0].intensity[-1] == 150
