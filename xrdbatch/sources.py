@@ -129,6 +129,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@lru_cache(maxsize=4096)
 def _clean_symbol(symbol: str) -> str:
     """Element symbol without charge/label decorations ('Fe3+' -> 'Fe', 'D' -> 'H')."""
     m = re.match(r"([A-Z][a-z]?)", symbol.strip().capitalize() if symbol[:1].islower() else symbol.strip())
@@ -645,6 +646,16 @@ def _anonymous(amounts: dict[str, float]) -> str:
     return "".join(f"{chr(65 + i) if i < 26 else 'Z' + str(i)}{p}" for i, p in enumerate(parts))
 
 
+def _face_spacings(lattice: np.ndarray) -> np.ndarray:
+    """Distances between opposite cell faces (volume / face area), shape (3,), angstrom."""
+    a, b, c = lattice
+    cross = np.array([[b[1] * c[2] - b[2] * c[1], b[2] * c[0] - b[0] * c[2], b[0] * c[1] - b[1] * c[0]],
+                      [c[1] * a[2] - c[2] * a[1], c[2] * a[0] - c[0] * a[2], c[0] * a[1] - c[1] * a[0]],
+                      [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]])
+    volume = abs(float(a @ cross[0]))
+    return volume / np.maximum(np.sqrt((cross**2).sum(axis=1)), 1e-300)
+
+
 _SHIFTS = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=np.float64)
 
 
@@ -695,7 +706,7 @@ def label_crystal(crystal: Crystal, options: Options = Options()) -> Labels:
         raise RecordError("non-finite lattice or coordinates")
     lengths = np.linalg.norm(lattice, axis=1)
     volume = float(abs(np.linalg.det(lattice)))
-    heights = volume / np.maximum(np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1), 1e-300)
+    heights = _face_spacings(lattice)
     if volume < 1e-6 or heights.min() < 1.0:
         raise RecordError(f"degenerate cell (lengths {np.round(lengths, 4).tolist()} angstrom, "
                           f"volume {volume:.4g} angstrom^3, smallest face spacing {heights.min():.3g} angstrom)")
@@ -704,9 +715,9 @@ def label_crystal(crystal: Crystal, options: Options = Options()) -> Labels:
         raise RecordError(f"occupancy must be within (0, 1], got {float(occ.min()):g}")
     # Group entries by position (a mixed site is several entries at the same place).
     frac = np.mod(crystal.frac_coords, 1.0)
-    keys = np.round(frac * 1e4).astype(np.int64) % 10000
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    grid = np.round(frac * 1e4).astype(np.int64) % 10000
+    keys = (grid[:, 0] * 10000 + grid[:, 1]) * 10000 + grid[:, 2]
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     n_sites = len(first)
     if n_sites > options.max_atoms:
         raise RecordError(f"skipped: {n_sites} atoms in the cell, above the limit max_atoms={options.max_atoms}")
@@ -782,9 +793,7 @@ def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float) -
     """
     from scipy.spatial import cKDTree
 
-    volume = abs(np.linalg.det(lattice))
-    heights = volume / np.linalg.norm(np.cross(lattice[[1, 2, 0]], lattice[[2, 0, 1]]), axis=1)
-    margin = np.minimum(cutoff_angstrom / heights, 0.5)
+    margin = np.minimum(cutoff_angstrom / _face_spacings(lattice), 0.5)
     lo = frac < margin[None, :]
     hi = frac > 1.0 - margin[None, :]
     sel = _SHIFTS[:, None, :]
