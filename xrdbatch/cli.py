@@ -515,6 +515,10 @@ def _add_report(sub):
     p = sub.add_parser("report", help="evaluation report of a model bundle: metrics.json + HTML with figures")
     p.add_argument("--model", required=True, help="model bundle directory")
     p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--measured", default=None,
+                   help="CSV of measured files with known phase (file, dataset, crystal_system, space_group"
+                        "[, wavelength_angstrom]) to score per file, e.g. bench/measured_labels.csv")
+    p.add_argument("--measured-root", default=None, help="folder the CSV's file column is relative to")
     return p
 
 
@@ -522,7 +526,7 @@ def _cmd_report(args) -> int:
     from xrdbatch import bundle, report
 
     try:
-        path = report.write_report(args.model, args.out)
+        path = report.write_report(args.model, args.out, args.measured, args.measured_root)
     except (bundle.BundleError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
     print(f"report: {path}")

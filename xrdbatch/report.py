@@ -111,6 +111,106 @@ def compute_report(bundle) -> tuple[dict, dict]:
     return metrics, extras
 
 
+# ------------------------------------------------------------------------------ measured patterns ----
+#: Wavelength assumed for a measured file that states none and has none in the labels (Cu K-alpha1).
+DEFAULT_MEASURED_WAVELENGTH_ANGSTROM = 1.5406
+
+
+def _pattern_features(bundle, pattern, wavelength: float) -> np.ndarray:
+    """Features of one measured pattern with the bundle's feature set and peak parameters.
+
+    Q-based sets use the pattern's own wavelength; 2-theta sets (``seed11``) first map the pattern onto
+    the 2-theta scale of the training wavelength (same Q), so a Mo or synchrotron pattern is comparable.
+    """
+    from xrdbatch import features
+
+    tt = np.asarray(pattern.two_theta_deg(wavelength), dtype=np.float64)
+    y = np.asarray(pattern.intensity, dtype=np.float64)
+    ok = np.isfinite(tt) & np.isfinite(y)
+    tt, y = tt[ok], y[ok]
+    order = np.argsort(tt, kind="stable")
+    tt, y = tt[order], y[order]
+    keep = np.concatenate([[True], np.diff(tt) > 0])
+    tt, y = tt[keep], y[keep]
+    train_wavelength = bundle.conditions.wavelength_angstrom
+    spec = features.get_feature_spec(bundle.feature_set)
+    if not spec.uses_wavelength and abs(wavelength - train_wavelength) > 1e-3:
+        s = np.sin(np.radians(tt) / 2) * train_wavelength / wavelength
+        ok = s < 1
+        tt, y = np.degrees(2 * np.arcsin(s[ok])), y[ok]
+        wavelength = train_wavelength
+    c = bundle.conditions
+    inside = (tt >= c.two_theta_min_deg) & (tt <= c.two_theta_max_deg) if not spec.uses_wavelength else slice(None)
+    return features.extract(tt[inside], y[inside], wavelength, bundle.feature_set, **bundle.peak_params)
+
+
+def evaluate_measured(bundle, labels_csv, data_root=None):
+    """Per-file predictions on measured patterns of known phase, and a per-dataset summary.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    labels_csv : path
+        Columns ``file`` (relative to ``data_root``, else to the CSV's folder), ``dataset``, ``crystal_system``,
+        ``space_group``, optional ``wavelength_angstrom`` (used when the file states none; else the file's).
+    data_root : path, optional
+
+    Returns
+    -------
+    per_file : DataFrame
+        One row per file: truth, prediction, top-5 groups, hits, peak count, or the error that stopped it.
+    summary : DataFrame
+        Per dataset (and ``all``): files, crystal-system accuracy, macro recall, space-group top-1/top-5.
+    """
+    import pandas as pd
+
+    from xrdbatch import readers
+
+    labels = pd.read_csv(labels_csv)
+    root = Path(data_root) if data_root is not None else Path(labels_csv).parent
+    rows = []
+    for rec in labels.itertuples(index=False):
+        row = {"file": rec.file, "dataset": rec.dataset, "true_crystal_system": rec.crystal_system,
+               "true_space_group": int(rec.space_group), "error": ""}
+        try:
+            pattern = readers.read_patterns(root / rec.file)[0]
+            given = getattr(rec, "wavelength_angstrom", None)
+            given = float(given) if given is not None and np.isfinite(given) else None
+            wavelength = pattern.wavelength_angstrom or given or DEFAULT_MEASURED_WAVELENGTH_ANGSTROM
+            row["wavelength_angstrom"] = wavelength
+            X = _pattern_features(bundle, pattern, wavelength)
+            pred = bundle.predict(X).iloc[0]
+            row.update({k: pred[k] for k in pred.index})
+            row["n_peaks"] = int(X[0, bundle.feature_names.index("n_peaks")]) if "n_peaks" in bundle.feature_names \
+                else -1
+        except Exception as exc:  # one bad file is a row with its reason, never the end of the batch
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    per_file = pd.DataFrame(rows)
+    ok = per_file["error"] == ""
+    per_file["crystal_system_hit"] = ok & (per_file.get("crystal_system") == per_file["true_crystal_system"])
+    sg_cols = [f"space_group_{i}" for i in range(1, 6) if f"space_group_{i}" in per_file]
+    hits = np.zeros((len(per_file), len(sg_cols)), dtype=bool)
+    for j, col in enumerate(sg_cols):
+        hits[:, j] = ok.to_numpy() & (per_file[col].to_numpy() == per_file["true_space_group"].to_numpy())
+    per_file["space_group_top1_hit"] = hits[:, :1].any(axis=1)
+    per_file["space_group_top5_hit"] = hits.any(axis=1)
+
+    def summarise(frame, name):
+        good = frame[frame["error"] == ""]
+        recall = [float(np.mean(good.loc[good.true_crystal_system == s, "crystal_system_hit"]))
+                  for s in sorted(set(good.true_crystal_system))]
+        return {"dataset": name, "files": len(frame), "errors": int((frame["error"] != "").sum()),
+                "crystal_system_accuracy": float(good.crystal_system_hit.mean()) if len(good) else float("nan"),
+                "macro_recall": float(np.mean(recall)) if recall else float("nan"),
+                "space_group_top1": float(good.space_group_top1_hit.mean()) if len(good) else float("nan"),
+                "space_group_top5": float(good.space_group_top5_hit.mean()) if len(good) else float("nan")}
+
+    summary = [summarise(f, name) for name, f in per_file.groupby("dataset", sort=True)]
+    summary.append(summarise(per_file, "all"))
+    return per_file, pd.DataFrame(summary)
+
+
 # ------------------------------------------------------------------------------ figures ----
 def _figures(metrics: dict, extras: dict, out: Path) -> list[tuple[str, str]]:
     import matplotlib
@@ -239,6 +339,15 @@ def _html(metrics: dict, figs: list[tuple[str, str]]) -> str:
                           for k, v in cs["recall"].items())
     sur = metrics["surrogate_cubic_tree"]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    measured = ""
+    if metrics.get("measured"):
+        cells = "".join(
+            f"<tr><td>{html.escape(str(r['dataset']))}</td><td>{r['files']}</td><td>{r['errors']}</td>"
+            f"<td>{r['crystal_system_accuracy']:.3f}</td><td>{r['macro_recall']:.3f}</td>"
+            f"<td>{r['space_group_top1']:.3f}</td><td>{r['space_group_top5']:.3f}</td></tr>" for r in metrics["measured"])
+        measured = ("<h2>Measured patterns of known phase</h2><p>Per file: <a href=\"measured.csv\">measured.csv</a>"
+                    "</p><table><tr><th>dataset</th><th>files</th><th>errors</th><th>crystal system</th>"
+                    f"<th>macro recall</th><th>SG top-1</th><th>SG top-5</th></tr>{cells}</table>")
     images = "".join(f'<figure><img src="{n}" alt="{html.escape(n)}"><figcaption>{html.escape(c)}</figcaption>'
                      "</figure>" for n, c in figs)
     return f"""<!doctype html>
@@ -248,6 +357,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:10
 </head><body>
 <h1>Model report</h1><p>Bundle: <code>{html.escape(metrics['bundle'])}</code>; held-out rows: {metrics['n_test']}.</p>
 <table>{table}</table>
+{measured}
 <h2>Per-class recall</h2><table><tr><th>crystal system</th><th>recall</th><th>support</th></tr>{recall_rows}</table>
 <h2>Lattice (regressor of the true system)</h2>
 <table><tr><th>system</th><th>parameter</th><th>R²</th><th>MAPE %</th></tr>{''.join(lat_rows)}</table>
@@ -258,18 +368,29 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:10
 """
 
 
-def write_report(model_dir, out) -> Path:
-    """Write ``metrics.json``, the PNG figures and ``index.html`` into ``out`` (atomically); returns the HTML path."""
+def write_report(model_dir, out, measured_labels=None, measured_root=None) -> Path:
+    """Write ``metrics.json``, the PNG figures and ``index.html`` into ``out`` (atomically); returns the HTML path.
+
+    With ``measured_labels`` (see :func:`evaluate_measured`) the report adds ``measured.csv`` (one row per
+    file) and a per-dataset table of accuracy on measured patterns.
+    """
     from xrdbatch.bundle import load_bundle
 
     bundle = load_bundle(model_dir)
     metrics, extras = compute_report(bundle)
+    measured = None
+    if measured_labels is not None:
+        per_file, summary = evaluate_measured(bundle, measured_labels, measured_root)
+        metrics["measured"] = summary.to_dict(orient="records")
+        measured = per_file
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         figs = _figures(metrics, extras, tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        if measured is not None:
+            measured.to_csv(tmp / "measured.csv", index=False)
         (tmp / "index.html").write_text(_html(metrics, figs))
         if out.exists():
             shutil.rmtree(out)
