@@ -20,8 +20,10 @@ How one crystal is made
    times the sum of radii, see :func:`_min_distance`); if an orbit cannot be placed the cell grows by 12 %
    and placement restarts.
 6. **Labels** come from spglib through :func:`xrdbatch.sources.label_crystal`, like every other source;
-   a crystal whose spglib space group differs from the drawn one (an accidental supergroup) is redrawn
-   (up to 4 times), so the catalog follows the prior and the labels are what spglib says.
+   a crystal whose spglib space group differs from the drawn one (an accidental supergroup) is rebuilt in
+   the same space group (up to 4 times), so the catalog follows the prior and the labels are what spglib
+   says. Orbits with free parameters are favoured (weight 1 + number of free parameters), because crystals
+   made of fixed positions alone often have a higher symmetry than the group they were drawn in.
 
 Numbers only (numpy), vectorised over trial positions; tables are loaded once per process.
 """
@@ -55,6 +57,9 @@ PRIORS = ("icsd", "cod", "mp", "uniform")
 _ANIONS = (("O", -2, 0.55), ("F", -1, 0.08), ("Cl", -1, 0.07), ("S", -2, 0.10), ("N", -3, 0.05),
            ("Se", -2, 0.04), ("Br", -1, 0.03), ("I", -1, 0.03), ("Te", -2, 0.02), ("H", -1, 0.01),
            ("P", -3, 0.02))
+_ANION_CDF = np.cumsum([w for _, _, w in _ANIONS]) / sum(w for _, _, w in _ANIONS)
+#: Probabilities of 1..5 distinct elements (ICSD-like: ternaries most common).
+_N_ELEMENTS_CDF = np.cumsum([0.03, 0.27, 0.4, 0.2, 0.1])[:-1]
 # Cations: common, stable elements (no noble gases, nothing beyond U, no Tc/Pm/Po/At/Fr/Ra/Ac/Pa).
 _CATIONS = ("Li Na K Rb Cs Be Mg Ca Sr Ba Sc Y La Ce Pr Nd Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Ti Zr Hf V Nb Ta Cr Mo W "
             "Mn Re Fe Ru Os Co Rh Ir Ni Pd Pt Cu Ag Au Zn Cd Hg B Al Ga In Tl Si Ge Sn Pb P As Sb Bi Se Te Th U").split()
@@ -86,6 +91,12 @@ def prior_probabilities(prior: str = "icsd") -> np.ndarray:
         raise ValueError(f"unknown space-group prior {prior!r}; valid: {', '.join(PRIORS)}")
     counts = np.asarray(table[prior]["counts"], dtype=np.float64)
     return counts / counts.sum()
+
+
+@lru_cache(maxsize=None)
+def _prior_cdf(prior: str) -> np.ndarray:
+    cdf = np.cumsum(prior_probabilities(prior))
+    return cdf / cdf[-1]
 
 
 class _Wyckoff(NamedTuple):
@@ -193,7 +204,9 @@ def _pick_orbits(rng, positions, n_target):
             if orbits:
                 break
             cands = [int(np.argmin([w.multiplicity for w in positions]))]
-        k = cands[int(rng.integers(len(cands)))]
+        # orbits with free parameters are favoured: all-fixed picks often have a higher (accidental) symmetry
+        weights = np.array([1.0 + positions[c].dof for c in cands])
+        k = cands[int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), side="right"))]
         orbits.append(k)
         if positions[k].dof == 0:
             used_fixed.add(k)
@@ -207,7 +220,7 @@ def _assign_chemistry(rng, counts: np.ndarray) -> tuple[list[int], list[_Species
     """Species of each orbit (index into the species list) and the species, or None if no balance found."""
     cations_by_q, ionic_r, metal_r, _ = _chemistry()
     n_orb = len(counts)
-    k = int(rng.choice([1, 2, 3, 4, 5], p=[0.03, 0.27, 0.4, 0.2, 0.1]))
+    k = 1 + int(np.searchsorted(_N_ELEMENTS_CDF, rng.random(), side="right"))
     k = max(1, min(k, n_orb))
     ionic = k >= 2 and rng.random() < 0.7
     if ionic:
@@ -215,8 +228,11 @@ def _assign_chemistry(rng, counts: np.ndarray) -> tuple[list[int], list[_Species
             n_an = 2 if (k >= 4 and rng.random() < 0.2) else 1
             assign = _partition(rng, n_orb, k)
             amount = np.bincount(assign, weights=counts, minlength=k)
-            weights = np.array([w for _, _, w in _ANIONS])
-            an_idx = rng.choice(len(_ANIONS), size=n_an, replace=False, p=weights / weights.sum())
+            an_idx: list[int] = []
+            while len(an_idx) < n_an:
+                i = int(np.searchsorted(_ANION_CDF, rng.random(), side="right"))
+                if i not in an_idx:
+                    an_idx.append(i)
             anions = [_ANIONS[i] for i in an_idx]
             q_total = sum(-q * amount[j] for j, (_, q, _) in enumerate(anions))
             cat_amount = amount[n_an:]
@@ -241,7 +257,7 @@ def _assign_chemistry(rng, counts: np.ndarray) -> tuple[list[int], list[_Species
             if ok:
                 return assign.tolist(), species
     # intermetallic (or fallback when no charge-balanced assignment was found)
-    syms = rng.choice(len(_METALS), size=k, replace=False)
+    syms = rng.permutation(len(_METALS))[:k]
     species = []
     for i in syms:
         s = _METALS[int(i)]
@@ -392,10 +408,9 @@ def generate(seed: int, index: int, prior: str = "icsd", options=None) -> Genera
 
     options = options or sources.Options()
     rng = np.random.default_rng((int(seed), int(index)))
-    cdf = np.cumsum(prior_probabilities(prior))
+    number = int(min(np.searchsorted(_prior_cdf(prior), rng.random(), side="right") + 1, 230))
     best = None
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        number = int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right") + 1, 230))
+    for attempt in range(1, MAX_ATTEMPTS + 1):  # same space group each time, so the catalog follows the prior
         crystal = _build(rng, number)
         if crystal is None:
             continue
