@@ -470,6 +470,152 @@ def _patterns_kernel(d, inten, offsets, out, tt0, step, lambdas, weights, profil
             buf[i] = 0.0
 
 
+@njit(cache=True, nogil=True)
+def _stick_kernel(hkl, g2, f2, lam, g_min, mono_cos2, hexagonal, tt_tol, scaled_tol):
+    """pymatgen's peak list from half-space reflections: order, Lorentz-polarisation, 2-theta bins, families.
+
+    Returns two_theta (P,), d (P,), intensity (P,) (unscaled), and the families: peak index (F,),
+    largest member (F, 4) (3 or 4 indices used), member count (F,), in pymatgen's order.
+    """
+    n = g2.shape[0]
+    # pymatgen's order: |g| ascending, then -h, -k, -l ascending (two stable sorts on integer/float keys)
+    sel = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        if math.sqrt(g2[i]) >= g_min:
+            sel[m] = i
+            m += 1
+    sel = sel[:m]
+    span = 1
+    for i in range(m):
+        for c in range(3):
+            span = max(span, 2 * abs(int(hkl[sel[i], c])) + 1)
+    key = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        j = sel[i]
+        key[i] = ((span - hkl[j, 0]) * (2 * span + 1) + (span - hkl[j, 1])) * (2 * span + 1) + (span - hkl[j, 2])
+    o1 = np.argsort(key, kind="mergesort")
+    gs = np.empty(m)
+    for i in range(m):
+        gs[i] = g2[sel[o1[i]]]
+    o2 = np.argsort(gs, kind="mergesort")
+    order = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        order[i] = sel[o1[o2[i]]]
+    # per reflection: 2-theta, LP x 2|F|^2 (Friedel), bin key; bins are runs of equal keys
+    tt = np.empty(m)
+    inten = np.empty(m)
+    bins = np.empty(m, dtype=np.int64)
+    deg = 180.0 / math.pi
+    for i in range(m):
+        j = order[i]
+        g = math.sqrt(g2[j])
+        x = lam * g / 2.0
+        if x > 1.0:
+            x = 1.0
+        th = math.asin(x)
+        c2 = math.cos(2.0 * th)
+        sn = math.sin(th)
+        if mono_cos2 < 0.0:
+            lp = (1.0 + c2 * c2) / (sn * sn * math.cos(th))
+        else:
+            lp = (1.0 + mono_cos2 * c2 * c2) / ((1.0 + mono_cos2) * sn * sn * math.cos(th))
+        inten[i] = 2.0 * f2[j] * lp
+        tt[i] = 2.0 * th * deg
+        v = tt[i] / tt_tol  # np.round: half to even
+        fl = math.floor(v)
+        if v - fl > 0.5 or (v - fl == 0.5 and fl % 2 == 1):
+            fl += 1
+        bins[i] = np.int64(fl)
+    start = np.empty(m + 1, dtype=np.int64)
+    nb = 0
+    for i in range(m):
+        if i == 0 or bins[i] != bins[i - 1]:
+            start[nb] = i
+            nb += 1
+    start[nb] = m
+    summed = np.zeros(nb)
+    top = 0.0
+    for b in range(nb):
+        for i in range(start[b], start[b + 1]):
+            summed[b] += inten[i]
+        top = max(top, summed[b])
+    kept = np.empty(nb, dtype=np.int64)
+    p = 0
+    for b in range(nb):
+        if top > 0.0 and summed[b] / top * 100.0 > scaled_tol:
+            kept[p] = b
+            p += 1
+    kept = kept[:p]
+    out_tt = np.empty(p)
+    out_d = np.empty(p)
+    out_i = np.empty(p)
+    width = 4 if hexagonal else 3
+    fam_peak = np.empty(2 * m, dtype=np.int64)
+    fam_rep = np.zeros((2 * m, 4), dtype=np.int64)
+    fam_key = np.zeros((2 * m, 4), dtype=np.int64)
+    fam_count = np.zeros(2 * m, dtype=np.int64)
+    nf = 0
+    mem = np.zeros(4, dtype=np.int64)
+    srt = np.zeros(4, dtype=np.int64)
+    for q in range(p):
+        b = kept[q]
+        first = start[b]
+        out_tt[q] = tt[first]
+        out_d[q] = 1.0 / math.sqrt(g2[order[first]])
+        out_i[q] = summed[b]
+        f0 = nf
+        for i in range(start[b], start[b + 1]):
+            j = order[i]
+            for sign in (1, -1):
+                h = sign * hkl[j, 0]
+                k = sign * hkl[j, 1]
+                l = sign * hkl[j, 2]
+                if hexagonal:
+                    mem[0] = h
+                    mem[1] = k
+                    mem[2] = -h - k
+                    mem[3] = l
+                else:
+                    mem[0] = h
+                    mem[1] = k
+                    mem[2] = l
+                for c in range(width):  # insertion sort of |indices| (3 or 4 values)
+                    v = abs(mem[c])
+                    cc = c
+                    while cc > 0 and srt[cc - 1] > v:
+                        srt[cc] = srt[cc - 1]
+                        cc -= 1
+                    srt[cc] = v
+                found = -1
+                for f in range(f0, nf):
+                    same = True
+                    for c in range(width):
+                        if fam_key[f, c] != srt[c]:
+                            same = False
+                            break
+                    if same:
+                        found = f
+                        break
+                if found < 0:
+                    found = nf
+                    nf += 1
+                    fam_peak[found] = q
+                    fam_count[found] = 0
+                    for c in range(width):
+                        fam_key[found, c] = srt[c]
+                        fam_rep[found, c] = mem[c]
+                fam_count[found] += 1
+                # the family is reported by its largest member (tuple order)
+                for c in range(width):
+                    if mem[c] != fam_rep[found, c]:
+                        if mem[c] > fam_rep[found, c]:
+                            for cc in range(width):
+                                fam_rep[found, cc] = mem[cc]
+                        break
+    return out_tt, out_d, out_i, fam_peak[:nf], fam_rep[:nf, :width], fam_count[:nf]
+
+
 # ============================================================================== public API ====
 def _as_crystal(structure_or_crystal) -> Crystal:
     if isinstance(structure_or_crystal, Crystal):
@@ -646,11 +792,12 @@ def pattern(refl: Reflections, conditions: Conditions, *, window_fwhm: float = W
 
 def _is_hexagonal(lattice: np.ndarray, angle_tol_deg: float = 5.0, length_tol: float = 0.01) -> bool:
     """pymatgen ``Lattice.is_hexagonal``: two right angles, one of 60/120 degrees, equal lengths there."""
-    lengths = np.sqrt(np.sum(lattice * lattice, axis=1))
+    g = (lattice @ lattice.T).tolist()
+    lengths = [math.sqrt(g[i][i]) for i in range(3)]
     angles = []
     for i in range(3):
-        a, b = lattice[(i + 1) % 3], lattice[(i + 2) % 3]
-        cosang = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        cosang = g[j][k] / (lengths[j] * lengths[k])
         angles.append(math.degrees(math.acos(max(-1.0, min(1.0, cosang)))))
     right = [i for i in range(3) if abs(angles[i] - 90) <= angle_tol_deg]
     hexa = [i for i in range(3) if abs(angles[i] - 60) <= angle_tol_deg or abs(angles[i] - 120) <= angle_tol_deg]
@@ -682,80 +829,14 @@ def stick_pattern(structure_or_crystal, conditions: Conditions) -> StickPattern:
     g_min = 2 * math.sin(math.radians(tt_min / 2)) / lam
     g_max = 2 * math.sin(math.radians(tt_max / 2)) / lam
     hkl, g2, f2 = _half_space(crystal, g_max)
-    g = np.sqrt(g2)
-    keep = g >= g_min
-    hkl, g, f2 = hkl[keep], g[keep], f2[keep]
-    empty = StickPattern(np.empty(0), np.empty(0), [], np.empty(0))
-    if len(g) == 0:
-        return empty
-    # pymatgen's order: by |g|, then by -h, -k, -l
-    order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], g))
-    hkl, g, f2 = hkl[order], g[order], f2[order]
-    theta = np.arcsin(np.clip(lam * g / 2, -1, 1))
-    c2 = np.cos(2 * theta)
-    if conditions.monochromator_two_theta_deg is None:
-        lp = (1 + c2**2) / (np.sin(theta) ** 2 * np.cos(theta))
-    else:
-        m2 = math.cos(math.radians(conditions.monochromator_two_theta_deg)) ** 2
-        lp = (1 + m2 * c2**2) / ((1 + m2) * np.sin(theta) ** 2 * np.cos(theta))
-    inten = 2 * f2 * lp
-    tt = np.degrees(2 * theta)
-    keys = np.round(tt / PYMATGEN_TWO_THETA_TOL_DEG).astype(np.int64)
-    # bins in ascending key order; first member (in pymatgen's order) gives 2-theta and d
-    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    summed = np.bincount(inverse, weights=inten, minlength=len(uniq))
-    top = summed.max()
-    kept = summed / top * 100 > PYMATGEN_SCALED_INTENSITY_TOL
-    if top <= 0 or not kept.any():
-        return empty
-    peak_of_bin = np.cumsum(kept) - 1
-    two_theta = tt[first][kept]
-    d = 1 / g[first][kept]
-    intensity = summed[kept] / summed[kept].max() * 100
-    hkls = _families(hkl, inverse, kept, peak_of_bin, _is_hexagonal(crystal.lattice))
-    return StickPattern(two_theta, intensity, hkls, d)
-
-
-def _families(hkl, bin_of, kept_bin, peak_of_bin, hexagonal):
-    """pymatgen's ``get_unique_families`` for every peak at once (vectorised).
-
-    Members of a peak are hkl and -hkl of each half-space point, in pymatgen's order; a family is a set
-    of members whose sorted |indices| agree; it is reported by its largest member (tuple order) with the
-    member count, families in order of first appearance.
-    """
-    sel = kept_bin[bin_of]
-    pos = np.flatnonzero(sel)
-    if hexagonal:
-        h, k, l = hkl[pos, 0].astype(np.int64), hkl[pos, 1].astype(np.int64), hkl[pos, 2].astype(np.int64)
-        idx = np.stack([h, k, -h - k, l], axis=1)
-    else:
-        idx = hkl[pos].astype(np.int64)
-    # interleave hkl, -hkl as pymatgen does: member order 2*pos, 2*pos + 1
-    members = np.empty((2 * len(pos), idx.shape[1]), dtype=np.int64)
-    members[0::2] = idx
-    members[1::2] = -idx
-    peak = np.repeat(peak_of_bin[bin_of[pos]], 2)
-    appear = np.arange(len(members))
-    key = np.sort(np.abs(members), axis=1)
-    # sort by (peak, key..., member descending): group = (peak, key); its last-sorted row is the max member
-    cols = [members[:, c] for c in range(members.shape[1] - 1, -1, -1)]
-    cols += [key[:, c] for c in range(key.shape[1] - 1, -1, -1)]
-    cols.append(peak)
-    order = np.lexsort(cols)
-    p_s, k_s = peak[order], key[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (p_s[1:] != p_s[:-1]) | np.any(k_s[1:] != k_s[:-1], axis=1)
-    starts = np.flatnonzero(new)
-    ends = np.append(starts[1:], len(order))
-    rep = members[order[ends - 1]]
-    count = ends - starts
-    first_appear = np.minimum.reduceat(appear[order], starts)
-    fam_peak = p_s[starts]
-    fam_order = np.lexsort((first_appear, fam_peak))
-    n_peaks = int(peak_of_bin[kept_bin].max()) + 1 if kept_bin.any() else 0
-    out: list[list[dict]] = [[] for _ in range(n_peaks)]
-    rep_l = rep.tolist()
-    cnt_l = count.tolist()
-    for f in fam_order.tolist():
-        out[fam_peak[f]].append({"hkl": tuple(rep_l[f]), "multiplicity": cnt_l[f]})
-    return out
+    mono = (-1.0 if conditions.monochromator_two_theta_deg is None
+            else math.cos(math.radians(conditions.monochromator_two_theta_deg)) ** 2)
+    tt, d, inten, fam_peak, fam_rep, fam_count = _stick_kernel(
+        hkl, g2, f2, lam, g_min, mono, _is_hexagonal(crystal.lattice), PYMATGEN_TWO_THETA_TOL_DEG,
+        PYMATGEN_SCALED_INTENSITY_TOL)
+    if len(tt) == 0:
+        return StickPattern(np.empty(0), np.empty(0), [], np.empty(0))
+    hkls: list[list[dict]] = [[] for _ in range(len(tt))]
+    for p, rep, cnt in zip(fam_peak.tolist(), fam_rep.tolist(), fam_count.tolist()):
+        hkls[p].append({"hkl": tuple(rep), "multiplicity": cnt})
+    return StickPattern(tt, inten / inten.max() * 100, hkls, d)
