@@ -64,6 +64,9 @@ _FIXED_ANGLES = {
 
 SPLITS = ("random", "grouped")
 
+#: Below this many rows per tree, forests do not subsample (``max_samples`` is ignored).
+MIN_SUBSAMPLE_ROWS = 2000
+
 
 def complete_lattice(system: str, free: np.ndarray) -> np.ndarray:
     """All six lattice parameters ``(n, 6)`` (a, b, c in angstrom, angles in degrees) from the free ones.
@@ -94,6 +97,7 @@ class ForestParams:
     min_samples_leaf: int = 1
     max_features: float | int | str | None = "sqrt"
     max_samples: float | None = None  # bootstrap fraction per tree (None = every tree sees all rows)
+    class_weight: str | None = None  # classifiers only: "balanced" / "balanced_subsample" (issue 8)
 
     def estimator_kwargs(self) -> dict:
         kw = dict(n_estimators=self.n_estimators, max_depth=self.max_depth,
@@ -195,12 +199,30 @@ class CrystalForest:
         return complete_lattice(system, pred)
 
     # -- fitting ------------------------------------------------------------------------------
-    def _forest(self, kind: str, family: str):
+    def _forest(self, kind: str, family: str, n_rows: int):
         from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
 
         params = getattr(self, family) or DEFAULT_PARAMS[family]
         cls = ExtraTreesClassifier if kind == "classifier" else ExtraTreesRegressor
-        return cls(random_state=self.random_state, n_jobs=self.n_jobs, **params.estimator_kwargs())
+        kw = params.estimator_kwargs()
+        if kind == "classifier" and getattr(params, "class_weight", None):
+            kw["class_weight"] = params.class_weight
+        if params.max_samples is not None and n_rows * params.max_samples < MIN_SUBSAMPLE_ROWS:
+            # subsampling exists to bound size and time on large sets; small sets keep every row
+            kw.pop("bootstrap", None)
+            kw.pop("max_samples", None)
+        return cls(random_state=self.random_state, n_jobs=self.n_jobs, **kw)
+
+    def _fit_one(self, name: str, estimator, X, y):
+        import warnings
+
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            # per-system space-group subsets of small sets have many classes per row; that is expected
+            warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
+            estimator.fit(X, y)
+        self.fit_seconds_[name] = time.perf_counter() - t
+        return estimator
 
     def fit(self, X, crystal_system, space_group, lattice=None) -> CrystalForest:
         """Fit every forest.
@@ -218,17 +240,15 @@ class CrystalForest:
         sg = np.asarray(space_group).astype(np.int64)
         self.fit_seconds_ = {}
 
-        t = time.perf_counter()
-        self.crystal_system_model_ = self._forest("classifier", "crystal_system").fit(X, systems)
-        self.fit_seconds_["crystal_system"] = time.perf_counter() - t
+        self.crystal_system_model_ = self._fit_one("crystal_system", self._forest("classifier", "crystal_system",
+                                                                                  len(X)), X, systems)
 
         self.space_group_models_ = {}
         groups = sorted(set(systems)) if self.hierarchical_space_group else ["all"]
         for system in groups:
-            rows = systems == system if system != "all" else slice(None)
-            t = time.perf_counter()
-            self.space_group_models_[system] = self._forest("classifier", "space_group").fit(X[rows], sg[rows])
-            self.fit_seconds_[f"space_group/{system}"] = time.perf_counter() - t
+            rows = systems == system if system != "all" else np.ones(len(X), dtype=bool)
+            forest = self._forest("classifier", "space_group", int(rows.sum()))
+            self.space_group_models_[system] = self._fit_one(f"space_group/{system}", forest, X[rows], sg[rows])
 
         self.lattice_models_ = {}
         if self.fit_lattice:
@@ -246,9 +266,8 @@ class CrystalForest:
                 target = self._lattice_target(system, lattice[rows], None if scale is None else scale[rows])
                 if target.shape[1] == 1:
                     target = target.ravel()
-                t = time.perf_counter()
-                self.lattice_models_[system] = self._forest("regressor", "lattice").fit(X[rows], target)
-                self.fit_seconds_[f"lattice/{system}"] = time.perf_counter() - t
+                forest = self._forest("regressor", "lattice", int(rows.sum()))
+                self.lattice_models_[system] = self._fit_one(f"lattice/{system}", forest, X[rows], target)
         return self
 
     # -- prediction ---------------------------------------------------------------------------
