@@ -517,3 +517,31 @@ def substitute_elements(crystal, rng: np.random.Generator, p: float = 0.5):
             mapping[el] = str(family[rng.integers(len(family))])
     symbols = tuple(mapping.get(s, s) for s in crystal.symbols)
     return Crystal(crystal.lattice, symbols, crystal.frac_coords, crystal.occupancies, crystal.b_iso)
+
+
+# ------------------------------------------------------------------------------ store hook ----
+def store_spec(augment: dict) -> str:
+    """Canonical JSON of a store's augmentation ``{"params": ..., "seed": int, "copy": int}`` (validated).
+
+    ``params`` may be an :class:`AugmentParams`, its dict, or omitted (defaults). This string is what
+    :func:`xrdbatch.store.retarget` records in the store attrs (``augmentation``) and hands to its tasks.
+    """
+    params = augment.get("params")
+    if isinstance(params, str):
+        params = AugmentParams.from_json(params)
+    elif not isinstance(params, AugmentParams):
+        params = AugmentParams.from_dict(params)
+    unknown = set(augment) - {"params", "seed", "copy"}
+    if unknown:
+        raise ValueError(f"unknown augmentation key(s) {sorted(unknown)}; valid: params, seed, copy")
+    return json.dumps({"params": params.to_dict(), "seed": int(augment.get("seed", 0)),
+                       "copy": int(augment.get("copy", 0))}, sort_keys=True)
+
+
+def patterns_for_store(refls: Sequence, conditions: Conditions, spec_json: str, start: int) -> np.ndarray:
+    """Rows of one store chunk (structures ``start..``) under the augmentation ``spec_json`` (see
+    :func:`store_spec`); ``None`` reflections give zero rows."""
+    spec = json.loads(spec_json)
+    out, _ = measured_patterns(refls, conditions, params=AugmentParams.from_dict(spec["params"]), seed=spec["seed"],
+                               copy=spec["copy"], index_offset=start)
+    return out

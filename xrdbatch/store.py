@@ -416,6 +416,7 @@ class RetargetChunks:
     store: str
     conditions_json: str
     token: str
+    augment_json: str = ""  # issue 8: measurement-like patterns (xrdbatch.augment), see retarget(augment=)
 
     def __call__(self, task: ChunkTask) -> None:
         import zarr
@@ -427,7 +428,13 @@ class RetargetChunks:
         refls = [r if s == STATUS_OK else None for r, s in zip(refls, statuses)]
         intensity = np.zeros((task.size, conditions.n_points), dtype=np.float32)
         ok = [i for i, s in enumerate(statuses) if s == STATUS_OK]
-        _patterns_guarded(_restrict(refls, conditions.d_min_angstrom), conditions, statuses, ok, intensity)
+        if self.augment_json:
+            from xrdbatch import augment
+
+            intensity[:] = augment.patterns_for_store(_restrict(refls, conditions.d_min_angstrom), conditions,
+                                                      self.augment_json, task.start)
+        else:
+            _patterns_guarded(_restrict(refls, conditions.d_min_angstrom), conditions, statuses, ok, intensity)
         _write_chunk(self.store, task, intensity, statuses, refls, self.token,
                      {"seconds": round(time.perf_counter() - t0, 4)})
 
@@ -771,8 +778,13 @@ def simulate(catalog: str, store: str, conditions: Conditions, *, chunk_size: in
 
 
 def retarget(source: str, out: str, conditions: Conditions, *, restart: bool = False, client=None,
-             executor=None, progress: bool = False, log: Callable[[str], None] = lambda s: None) -> RunSummary:
+             executor=None, progress: bool = False, log: Callable[[str], None] = lambda s: None,
+             augment: dict | None = None) -> RunSummary:
     """New patterns for ``conditions`` from the reflections of a finished store, without re-simulating.
+
+    ``augment`` (issue 8): ``{"params": AugmentParams dict, "seed": int, "copy": int}`` renders
+    measurement-like patterns (:func:`xrdbatch.augment.patterns_for_store`), recorded in the ``augmentation``
+    attr; several copies are several stores with different ``copy``.
 
     The output store has the same rows, labels, chunking and reflections as ``source``; only
     ``intensity``, ``two_theta`` and the ``conditions`` attr change. Refused when ``conditions`` needs
@@ -801,10 +813,17 @@ def retarget(source: str, out: str, conditions: Conditions, *, restart: bool = F
         attrs = {k: v for k, v in ds.attrs.items() if k not in ("conditions", "kind")}
         attrs.update(kind="retarget", conditions=conditions.to_json(), versions=package_versions(),
                      retargeted_from={"store": source, "conditions": ds.attrs["conditions"]})
+        augment_json = ""
+        if augment is not None:
+            from xrdbatch import augment as xaugment
+
+            augment_json = xaugment.store_spec(augment)
+            attrs["augmentation"] = augment_json
+            fingerprint["augmentation"] = augment_json
         labels = {name: ds[name].values for name in LABEL_COORDS}
         _prepare(out, fingerprint, restart, lambda: _write_template(
             out, ds["structure_id"].values, labels, conditions, chunk_size, attrs), log)
-        work = RetargetChunks(source, out, conditions.to_json(), lock.token)
+        work = RetargetChunks(source, out, conditions.to_json(), lock.token, augment_json)
         return _execute(out, work, ds.sizes["structure"], chunk_size, executor, client, progress, log, t0)
 
 

@@ -1,0 +1,462 @@
+"""Accuracy on measured patterns: models trained on simulations, scored on labelled measurements.
+
+Prints, for every labelled measured set (``../shared/data/measured``), crystal-system accuracy, macro
+recall, per-class recall and space-group top-1/top-5 of
+
+* the seed's baseline: the 11 features of ``seed11`` (first 10 peak positions in 2-theta + count) trained
+  on ideal simulations of the same structures, and
+* the configured model(s): measurement-like augmentation (:mod:`xrdbatch.augment`), other feature sets,
+  calibration (:mod:`xrdbatch.calibration`) ...
+
+trained in the same run on the same structures, so every number is a comparison measured side by side.
+``--ablation`` adds one row per switched-off ingredient (which change bought how many points).
+
+Training structures: any catalogs written by ``xrdbatch ingest`` (real structures, ``synthetic:N``,
+``builtin:prototypes``); optional element substitution makes extra variants of each structure.
+Everything expensive is cached under ``--cache`` (default ``/tmp/xrdbatch-acc``): reflections per
+catalog, features per (catalog, augmentation, copy, peak parameters), features of the measured sets.
+
+The measured RRUFF patterns are used to *measure* only: no model, calibration or threshold is fitted on
+them.
+
+Usage::
+
+    python bench/accuracy.py --catalog /tmp/xrdbatch-acc/catalog_real.parquet \\
+        --catalog /tmp/xrdbatch-acc/catalog_syn1_12000.parquet --copies 3 --ablation
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xrdbatch import augment, features  # noqa: E402
+from xrdbatch.conditions import Conditions  # noqa: E402
+from xrdbatch.crystal import CRYSTAL_SYSTEMS, crystal_system_of  # noqa: E402
+
+MEASURED = ROOT.parent / "shared" / "data" / "measured"
+DEFAULT_CACHE = Path(os.environ.get("XRDBATCH_ACC_CACHE", "/tmp/xrdbatch-acc"))
+
+
+def target_conditions() -> Conditions:
+    """The RRUFF set's instrument: lab Cu K-alpha1/2, 5-89.99 deg in 0.01 deg steps."""
+    return Conditions.from_radiation("CuKa12", two_theta_min_deg=5.0, two_theta_max_deg=89.99,
+                                     two_theta_step_deg=0.01)
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ============================================================================ training data ====
+LABELS = ("id", "crystal_system", "spacegroup_number", "structure_type", "n_atoms", "formula")
+
+
+def reflections_of_catalog(catalog: str, d_min_angstrom: float, cache: Path, substitutions: int = 0,
+                           seed: int = 0, log=print):
+    """``(list of Reflections, labels DataFrame)`` of the ok rows of a catalog (+ substituted variants).
+
+    Variant ``v`` (1..substitutions) of a structure swaps elements within families
+    (:func:`xrdbatch.augment.substitute_elements`); its labels are the parent's (same symmetry).
+    Cached as flat arrays in ``cache``.
+    """
+    from xrdbatch import simulate as sim
+    from xrdbatch.crystal import Crystal
+
+    key = _key("refl", os.path.abspath(catalog), os.path.getsize(catalog), d_min_angstrom, substitutions, seed)
+    path = cache / f"refl_{Path(catalog).stem}_{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        labels = pd.read_parquet(path.with_suffix(".parquet"))
+        off = z["offsets"]
+        refls = [sim.Reflections(z["d"][a:b], z["i"][a:b], z["hkl"][a:b]) for a, b in zip(off[:-1], off[1:])]
+        return refls, labels
+    table = pd.read_parquet(catalog)
+    table = table[(table["status"] == "ok") & table["crystal_system"].isin(CRYSTAL_SYSTEMS)].reset_index(drop=True)
+    t0 = time.perf_counter()
+    refls, rows = [], []
+    rng = np.random.default_rng(seed)
+    for rec in table.to_dict("records"):
+        crystal = Crystal.from_columns(rec)
+        variants = [crystal] + [augment.substitute_elements(crystal, rng) for _ in range(substitutions)]
+        for v, c in enumerate(variants):
+            try:
+                r = sim.reflections(c, d_min_angstrom)
+            except Exception:  # noqa: BLE001 - one bad structure is skipped, not fatal
+                continue
+            if len(r.d_angstrom) == 0:
+                continue
+            refls.append(r)
+            rows.append({k: rec[k] for k in LABELS} | {"variant": v})
+    labels = pd.DataFrame(rows)
+    log(f"reflections of {catalog}: {len(refls)} patterns from {len(table)} structures "
+        f"({substitutions} substitutions each) in {time.perf_counter() - t0:.0f} s")
+    offsets = np.zeros(len(refls) + 1, dtype=np.int64)
+    np.cumsum([len(r.d_angstrom) for r in refls], out=offsets[1:])
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, d=np.concatenate([r.d_angstrom for r in refls]), i=np.concatenate([r.intensity for r in refls]),
+             hkl=np.concatenate([r.hkl for r in refls]), offsets=offsets)
+    labels.to_parquet(path.with_suffix(".parquet"))
+    os.replace(tmp, path)
+    return refls, labels
+
+
+def _features_chunk(refls, conditions, params, seed, copy, start, feature_sets, peak_params):
+    if params is None:  # the ideal simulation (the seed's training data)
+        from xrdbatch import simulate as sim
+
+        rows = sim.patterns(refls, conditions)
+    else:
+        rows, _ = augment.measured_patterns(refls, conditions, params=params, seed=seed, copy=copy,
+                                            index_offset=start)
+    peaks = features.find_peaks(conditions.two_theta_deg(), rows, conditions.wavelength_angstrom, **peak_params)
+    return {name: features.from_peaks(peaks, name) for name in feature_sets}
+
+
+def simulated_features(name: str, refls, conditions: Conditions, params, copies: int, feature_sets,
+                       peak_params: dict, cache: Path, seed: int = 0, chunk: int = 400, n_jobs: int = 2,
+                       log=print) -> dict:
+    """Features ``{set: X (len(refls) * copies, n_features)}`` of measurement-like patterns (copy-major).
+
+    ``params=None`` renders the ideal simulation (every copy identical, so one copy is made).
+    """
+    from joblib import Parallel, delayed
+
+    copies = 1 if params is None else copies
+    out = {s: [] for s in feature_sets}
+    for copy in range(copies):
+        pj = None if params is None else params.to_json()
+        todo = []
+        for s in feature_sets:
+            key = _key("feat", name, len(refls), conditions.to_json(), pj, seed, copy, peak_params, s,
+                       features.feature_names(s))
+            path = cache / f"X_{s}_{key}.npy"
+            todo.append((s, path))
+        missing = [s for s, p in todo if not p.exists()]
+        if missing:
+            t0 = time.perf_counter()
+            parts = Parallel(n_jobs=n_jobs)(
+                delayed(_features_chunk)(refls[a:a + chunk], conditions, params, seed, copy, a, missing, peak_params)
+                for a in range(0, len(refls), chunk))
+            for s, p in todo:
+                if s in missing:
+                    np.save(p, np.concatenate([part[s] for part in parts]))
+            log(f"features {name} copy {copy} ({'ideal' if params is None else 'augmented'}) "
+                f"{missing}: {len(refls)} patterns in {time.perf_counter() - t0:.0f} s")
+        for s, p in todo:
+            out[s].append(np.load(p))
+    return {s: np.concatenate(v) for s, v in out.items()}
+
+
+# ============================================================================ measured sets ====
+def _sg_number(symbol: str) -> int:
+    import gemmi
+
+    sg = gemmi.find_spacegroup_by_name(symbol.replace(" ", ""))
+    if sg is None:
+        sg = gemmi.find_spacegroup_by_name(symbol)
+    return int(sg.number) if sg is not None else 0
+
+
+def _set_rruff():
+    base = MEASURED / "rruff_minerals_dev"
+    lab = pd.read_csv(base / "labels.csv")
+    return pd.DataFrame({"path": [str(base / f) for f in lab["file"]], "wavelength": 1.540598,
+                         "space_group": lab["space_group"].astype(int)})
+
+
+def _set_pvlab():
+    base = MEASURED / "pvlab_thin_films" / "Datasets" / "Experimental"
+    names = {"Fm-3m": 225, "I4Imcm": 140, "P21a": 14, "P3m1": 164, "P61mmc": 194, "Pc": 7, "pm-3m": 221}
+    rows = [{"path": str(f), "wavelength": 1.5406, "space_group": sg}
+            for folder, sg in names.items() for f in sorted((base / folder).glob("*")) if f.is_file()]
+    return pd.DataFrame(rows)
+
+
+def _set_iucr():
+    base = MEASURED / "iucr_rietveld"
+    summary = pd.read_csv(base / "summary.csv")
+    rows = []
+    for rec in summary.to_dict("records"):
+        sgs = str(rec["spacegroups"]) if pd.notna(rec["spacegroups"]) else ""
+        if not sgs or ";" in sgs:  # unknown or a mixture of phases: no single label
+            continue
+        number = _sg_number(sgs)
+        if number and pd.notna(rec["wavelength"]) and ";" not in str(rec["wavelength"]):
+            rows.append({"path": str(base / "data" / "experimental_xrd" / "cif_files" / rec["file"]),
+                         "wavelength": float(rec["wavelength"]), "space_group": number})
+    return pd.DataFrame(rows)
+
+
+def _set_rb_m2o5f():
+    base = MEASURED / "rb_m2o5f" / "powder_X-ray_diffraction"
+    rows = [{"path": str(f), "wavelength": 1.540598, "space_group": 227} for f in sorted(base.rglob("*.xrdml"))]
+    return pd.DataFrame(rows)
+
+
+def _set_tacr2o6():
+    f = MEASURED / "tacr2o6" / "data-release" / "xrd_measurements" / "xrd_measurement_TaCr2O6.dat"
+    return pd.DataFrame([{"path": str(f), "wavelength": 1.540560, "space_group": 136}])
+
+
+def _set_autoxrd():
+    base = MEASURED / "autoxrd_spectra" / "Example" / "Spectra"
+    # single-phase spectra (mixtures have no single label); space groups of the reference phases
+    phases = {"MnO": 225, "Mn2O3": 206, "TiO2": 141, "LiMnO2": 59, "MnO2": 136}
+    rows = [{"path": str(base / f"{p}.xy"), "wavelength": 1.5406, "space_group": sg} for p, sg in phases.items()
+            if (base / f"{p}.xy").exists()]
+    return pd.DataFrame(rows)
+
+
+def _set_gsas2():
+    base = MEASURED / "gsas2_tutorials"
+    files = {"CWCombined/data/PBSO4.XRA": (1.540598, 62), "LabData/data/FAP.XRA": (1.540598, 176),
+             "MDtutorials/CWInstDemo/data/LaB6_Jan2018.raw": (1.5406, 221),
+             "StackingFaults-II/data/Keokuk kaolinite.RAW": (1.5406, 1)}
+    rows = [{"path": str(base / f), "wavelength": lam, "space_group": sg} for f, (lam, sg) in files.items()
+            if (base / f).exists()]
+    return pd.DataFrame(rows)
+
+
+#: Labelled measured sets: name -> loader of (path, wavelength, space_group).
+MEASURED_SETS = {
+    "rruff_minerals_dev": _set_rruff,
+    "pvlab_thin_films": _set_pvlab,
+    "iucr_rietveld": _set_iucr,
+    "rb_m2o5f": _set_rb_m2o5f,
+    "tacr2o6": _set_tacr2o6,
+    "autoxrd_spectra": _set_autoxrd,
+    "gsas2_tutorials": _set_gsas2,
+}
+
+
+def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_params: dict, cache: Path):
+    """``({set: X}, labels DataFrame)`` of a labelled measured set, on the model's 2-theta terms."""
+    from xrdbatch import readers, score
+
+    files = MEASURED_SETS[set_name]()
+    key = _key("measured", set_name, list(files["path"]), conditions.to_json(), peak_params, list(feature_sets),
+               [features.feature_names(s) for s in feature_sets])
+    path = cache / f"M_{set_name}_{key}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        labels = pd.read_parquet(path.with_suffix(".parquet"))
+        return {s: z[s] for s in feature_sets}, labels
+    X = {s: [] for s in feature_sets}
+    rows = []
+    for rec in files.to_dict("records"):
+        try:
+            pattern = readers.read_patterns(rec["path"])[0]
+            tt, y, _ = score.prepare_pattern(pattern, conditions, rec["wavelength"])
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal
+            print(f"  skipped {rec['path']}: {exc}")
+            continue
+        peaks = features.find_peaks(tt, y[None, :], conditions.wavelength_angstrom, **peak_params)
+        for s in feature_sets:
+            X[s].append(features.from_peaks(peaks, s)[0])
+        rows.append({"file": Path(rec["path"]).name, "space_group": int(rec["space_group"]),
+                     "crystal_system": crystal_system_of(int(rec["space_group"])), "n_peaks": int(peaks.count[0])})
+    labels = pd.DataFrame(rows)
+    X = {s: np.array(v, dtype=np.float32).reshape(len(rows), -1) for s, v in X.items()}
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **X)
+    labels.to_parquet(path.with_suffix(".parquet"))
+    return X, labels
+
+
+# ============================================================================ models, metrics ====
+def fit_model(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0, balance: bool = False,
+              model_params: dict | None = None):
+    """The product's CrystalForest (no lattice regressors: this bench is about symmetry)."""
+    from xrdbatch.train import CrystalForest
+
+    systems = labels["crystal_system"].to_numpy().astype(str)
+    sg = labels["spacegroup_number"].to_numpy()
+    if balance:
+        X, systems, sg = _balanced(X, systems, sg, random_state)
+    model = CrystalForest(**(model_params or {}), fit_lattice=False, random_state=random_state, n_jobs=n_jobs)
+    t0 = time.perf_counter()
+    model.fit(X, systems, sg)
+    model.bench_fit_seconds_ = time.perf_counter() - t0
+    return model
+
+
+def _balanced(X, systems, sg, random_state):
+    """Rows resampled so that every crystal system has the same count (the median class count)."""
+    rng = np.random.default_rng(random_state)
+    classes, counts = np.unique(systems, return_counts=True)
+    target = int(np.median(counts))
+    idx = np.concatenate([rng.choice(np.flatnonzero(systems == c), size=target, replace=counts[i] < target)
+                          for i, c in enumerate(classes)])
+    return X[idx], systems[idx], sg[idx]
+
+
+def scores(model, X, labels: pd.DataFrame, calibrator=None) -> dict:
+    """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows."""
+    frame = model.predict_frame(X, top_k=5)
+    pred = frame["crystal_system"].to_numpy().astype(str)
+    if calibrator is not None:
+        proba = calibrator.transform(model.predict_proba(X))
+        pred = np.asarray(calibrator.classes_)[proba.argmax(1)]
+    true = labels["crystal_system"].to_numpy().astype(str)
+    recall = {s: float(np.mean(pred[true == s] == s)) for s in CRYSTAL_SYSTEMS if np.any(true == s)}
+    sg_true = labels["space_group"].to_numpy()
+    hits = np.stack([frame[f"space_group_{k}"].to_numpy() == sg_true for k in range(1, 6)], axis=1)
+    return {"n": int(len(true)), "accuracy": float(np.mean(pred == true)),
+            "macro_recall": float(np.mean(list(recall.values()))), "recall": recall,
+            "sg_top1": float(hits[:, 0].mean()), "sg_top5": float(hits.any(axis=1).mean())}
+
+
+def calibration_rows(X, labels: pd.DataFrame, measured: dict, fset: str, *, n_jobs: int = 2, balance: bool = False,
+                     target_accuracy: float = 0.8, out_dir: Path | None = None, model_params=None) -> list[dict]:
+    """Calibrate on held-out *simulated* structures (grouped split), then measure on the measured sets.
+
+    Returns one row per (set, method) with the expected calibration error before and after, the accuracy of
+    the calibrated argmax, and the coverage / accuracy when abstaining below the threshold that reaches
+    ``target_accuracy`` on the simulated calibration rows. Writes reliability PNGs to ``out_dir``.
+    """
+    from xrdbatch import calibration as cal
+    from xrdbatch.train import split_indices
+
+    fit_rows, cal_rows = split_indices(len(X), "grouped", labels["structure_type"].astype(str).to_numpy(), 0.15, 0)
+    model = fit_model(X[fit_rows], labels.iloc[fit_rows].reset_index(drop=True), n_jobs=n_jobs, balance=balance,
+                      model_params=model_params)
+    proba_cal = model.predict_proba(X[cal_rows])
+    y_cal = labels["crystal_system"].to_numpy().astype(str)[cal_rows]
+    rows = []
+    for method in cal.METHODS:
+        c = cal.ProbabilityCalibrator(method).fit(proba_cal, y_cal, model.classes_)
+        q_cal = c.transform(proba_cal)
+        correct_cal = model.classes_[q_cal.argmax(1)] == y_cal
+        threshold = cal.threshold_for_accuracy(q_cal.max(1), correct_cal, target_accuracy)
+        for set_name, (Xm, labm) in measured.items():
+            raw = model.predict_proba(Xm[fset])
+            q = c.transform(raw)
+            true = labm["crystal_system"].to_numpy().astype(str)
+            pred_raw, pred = model.classes_[raw.argmax(1)], model.classes_[q.argmax(1)]
+            answered = q.max(1) >= threshold
+            rows.append({"set": set_name, "method": method, "n": len(true),
+                         "acc_raw": float(np.mean(pred_raw == true)), "acc_calibrated": float(np.mean(pred == true)),
+                         "ece_raw": cal.expected_calibration_error(raw.max(1), pred_raw == true),
+                         "ece_calibrated": cal.expected_calibration_error(q.max(1), pred == true),
+                         "threshold": threshold, "coverage": float(answered.mean()),
+                         "acc_answered": float(np.mean((pred == true)[answered])) if answered.any() else float("nan"),
+                         "ece_simulated_heldout": cal.expected_calibration_error(q_cal.max(1), correct_cal)})
+            if out_dir is not None and set_name == "rruff_minerals_dev":
+                cal.plot_reliability(q.max(1), pred == true, out_dir / f"reliability_{method}_{set_name}.png",
+                                     f"{set_name}: {fset}, calibrated ({method}) on held-out simulations",
+                                     raw_confidence=raw.max(1))
+    return rows
+
+
+def format_table(rows: list[dict], title: str) -> str:
+    systems = [s for s in CRYSTAL_SYSTEMS if any(s in r["recall"] for r in rows)]
+    head = f"{'model':<44} {'n':>4} {'acc':>6} {'macro':>6} {'sg@1':>6} {'sg@5':>6} " + \
+           " ".join(f"{s[:5]:>6}" for s in systems) + f" {'fit s':>6}"
+    lines = [f"== {title}", head, "-" * len(head)]
+    for r in rows:
+        rec = " ".join(f"{100 * r['recall'][s]:6.1f}" if s in r["recall"] else f"{'-':>6}" for s in systems)
+        lines.append(f"{r['model']:<44} {r['n']:>4} {100 * r['accuracy']:6.1f} {100 * r['macro_recall']:6.1f} "
+                     f"{100 * r['sg_top1']:6.1f} {100 * r['sg_top5']:6.1f} {rec} {r.get('fit_seconds', 0):6.1f}")
+    return "\n".join(lines)
+
+
+# ============================================================================ main ====
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--catalog", action="append", required=True, help="catalog Parquet (repeat)")
+    p.add_argument("--substitutions", type=int, default=0, help="element-substituted variants per structure")
+    p.add_argument("--copies", type=int, default=2, help="augmented copies per pattern")
+    p.add_argument("--feature-set", action="append", default=None, help="feature sets of the best model(s)")
+    p.add_argument("--sets", default="all", help="comma-separated measured sets (default all)")
+    p.add_argument("--ablation", action="store_true", help="one row per switched-off augmentation effect")
+    p.add_argument("--balance", action="store_true", help="also a class-balanced row")
+    p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train", type=int, default=0, help="subsample training rows (0 = all)")
+    args = p.parse_args(argv)
+
+    cache = args.cache
+    cache.mkdir(parents=True, exist_ok=True)
+    conditions = target_conditions()
+    peak_params = {}
+    sets = list(MEASURED_SETS) if args.sets == "all" else args.sets.split(",")
+    best_sets = args.feature_set or ["rich"]
+    all_sets = sorted(set(["seed11", *best_sets]))
+    t_start = time.perf_counter()
+
+    refls, labels = [], []
+    for cat in args.catalog:
+        r, lab = reflections_of_catalog(cat, conditions.d_min_angstrom * 0.98, cache, args.substitutions, args.seed)
+        refls += r
+        labels.append(lab)
+    labels = pd.concat(labels, ignore_index=True)
+    name = _key([os.path.abspath(c) for c in args.catalog], args.substitutions, args.seed)
+    print(f"training structures: {len(refls)} patterns; crystal systems "
+          f"{labels['crystal_system'].value_counts().to_dict()}")
+
+    measured = {s: measured_features(s, conditions, all_sets, peak_params, cache) for s in sets}
+
+    def lab_rep(n_copies):
+        return pd.concat([labels] * n_copies, ignore_index=True)
+
+    results = {s: [] for s in sets}
+
+    def run(model_name, X, lab, fset, balance=False):
+        if args.max_train and len(X) > args.max_train:
+            sel = np.random.default_rng(0).choice(len(X), args.max_train, replace=False)
+            X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
+        model = fit_model(X, lab, n_jobs=args.n_jobs, balance=balance)
+        for s in sets:
+            Xm, labm = measured[s]
+            r = scores(model, Xm[fset], labm)
+            r.update(model=model_name, fit_seconds=model.bench_fit_seconds_)
+            results[s].append(r)
+        print(f"  {model_name}: fit {model.bench_fit_seconds_:.1f} s; rruff acc "
+              f"{results[sets[0]][-1]['accuracy']:.3f} sg@1 {results[sets[0]][-1]['sg_top1']:.3f}", flush=True)
+        return model
+
+    ideal = simulated_features(name, refls, conditions, None, 1, all_sets, peak_params, cache)
+    run("seed11, ideal simulation (seed baseline)", ideal["seed11"], lab_rep(1), "seed11")
+    params = augment.AugmentParams()
+    aug = simulated_features(name, refls, conditions, params, args.copies, all_sets, peak_params, cache, args.seed)
+    run(f"seed11, augmented x{args.copies}", aug["seed11"], lab_rep(args.copies), "seed11")
+    for fset in best_sets:
+        run(f"{fset}, ideal simulation", ideal[fset], lab_rep(1), fset)
+        run(f"{fset}, augmented x{args.copies}", aug[fset], lab_rep(args.copies), fset)
+        if args.balance:
+            run(f"{fset}, augmented x{args.copies}, balanced", aug[fset], lab_rep(args.copies), fset, balance=True)
+    if args.ablation:
+        fset = best_sets[0]
+        for effect in augment.EFFECTS:
+            p_off = params.without(effect)
+            X = simulated_features(name, refls, conditions, p_off, args.copies, [fset], peak_params, cache, args.seed)
+            run(f"{fset}, augmented x{args.copies} without {effect}", X[fset], lab_rep(args.copies), fset)
+    if args.calibrate:
+        fset = best_sets[0]
+        rows = calibration_rows(aug[fset], lab_rep(args.copies), {s: measured[s] for s in sets}, fset,
+                                n_jobs=args.n_jobs, balance=args.balance, out_dir=cache)
+        print("== calibration (fitted on held-out simulated structures; never on measured patterns)")
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for s in sets:
+        print(format_table(results[s], f"{s} ({len(measured[s][1])} labelled patterns)"))
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
