@@ -274,11 +274,10 @@ def kill_reference(kill_catalog, tmp_path_factory):
     return path
 
 
-def _wait_for_markers(path: str, at_least: int, timeout: float = 180.0) -> int:
-    folder = os.path.join(path, "xrdbatch", "done")
+def _wait_for_markers(path: str, at_least: int, timeout: float = 300.0) -> int:
     t0 = time.time()
     while time.time() - t0 < timeout:
-        n = len(os.listdir(folder)) if os.path.isdir(folder) else 0
+        n = len(store.done_chunks(path))
         if n >= at_least:
             return n
         time.sleep(0.05)

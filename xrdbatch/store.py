@@ -34,7 +34,9 @@ Store layout (Zarr v3 directory; ``xarray.open_zarr(path, consolidated=False)`` 
           d_angstrom (m,) float64, intensity (m,) float64, hkl (m, 3) int32,
           m = sum(count[start:stop]); structure i of the chunk owns rows
           [offsets[i] - offsets[start], offsets[i + 1] - offsets[start])
-      xrdbatch/                 control group (not data): lock, run.json (fingerprint), done/000000.json ...
+      xrdbatch/                 control group (not data): lock, run.json (fingerprint), done/000000.json ...,
+                                catalog.parquet (the rows tasks read, one row group per chunk; only made
+                                when the catalog's own row groups do not match the chunks)
 
 Why per-chunk reflection groups: the number of reflections of a structure is only known after it is
 simulated, so one flat array cannot be cut into regions in advance; a fixed maximum per structure
@@ -61,6 +63,7 @@ import shutil
 import socket
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -307,6 +310,7 @@ def _write_chunk(store: str, task: ChunkTask, intensity: np.ndarray, statuses: l
     import zarr
 
     _check_token(store, token)
+    warnings.filterwarnings("ignore", message=".*partial is not recognized as a component", category=UserWarning)
     part = xr.Dataset({
         "intensity": (("structure", "two_theta"), intensity),
         "sim_status": (("structure",), np.asarray(statuses, dtype=object)),
@@ -373,7 +377,7 @@ class SimulateChunks:
         from xrdbatch import simulate as sim
         from xrdbatch.crystal import Crystal
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         conditions = Conditions.from_json(self.conditions_json)
         rows = self.read_rows(task)
         statuses: list[str] = []
@@ -393,7 +397,7 @@ class SimulateChunks:
         ok = [i for i, s in enumerate(statuses) if s == STATUS_OK]
         _patterns_guarded(_restrict(refls, conditions.d_min_angstrom), conditions, statuses, ok, intensity)
         _write_chunk(self.store, task, intensity, statuses, refls, self.token,
-                     {"seconds": round(time.perf_counter() - t0, 4)})
+                     {"seconds": round(time.perf_counter() - t0, 4), "cpu_seconds": round(time.process_time() - c0, 4)})
 
 
 def _restrict(refls: list, d_min_angstrom: float) -> list:
@@ -421,7 +425,7 @@ class RetargetChunks:
     def __call__(self, task: ChunkTask) -> None:
         import zarr
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         conditions = Conditions.from_json(self.conditions_json)
         statuses = [str(s) for s in zarr.open_array(self.source, path="sim_status", mode="r")[task.start:task.stop]]
         refls = read_reflections(self.source, task.start, task.stop)
@@ -436,7 +440,7 @@ class RetargetChunks:
         else:
             _patterns_guarded(_restrict(refls, conditions.d_min_angstrom), conditions, statuses, ok, intensity)
         _write_chunk(self.store, task, intensity, statuses, refls, self.token,
-                     {"seconds": round(time.perf_counter() - t0, 4)})
+                     {"seconds": round(time.perf_counter() - t0, 4), "cpu_seconds": round(time.process_time() - c0, 4)})
 
 
 # ==================================================================================== executors ==
@@ -558,13 +562,64 @@ def read_catalog_info(path: str) -> CatalogInfo:
     if missing:
         raise StoreError(f"catalog {path} lacks column(s) {missing}; expected the catalog columns of "
                          "`xrdbatch ingest` (rerun ingest with this version)")
-    sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
-    starts = tuple(int(x) for x in np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]))
+    starts = _row_group_starts(pf)
     labels = pf.read(columns=["id", *LABEL_COORDS]).to_pandas()
     if labels["id"].duplicated().any():
         dup = labels["id"][labels["id"].duplicated()].iloc[0]
         raise StoreError(f"catalog {path} has duplicate id {dup!r}: ids must be unique (rerun ingest)")
     return CatalogInfo(path, catalog_hash(path), starts, labels)
+
+
+def stage_catalog(info: CatalogInfo, store: str, chunk_size: int) -> tuple[str, tuple]:
+    """The catalog rows tasks read, with one Parquet row group per chunk; returns (path, row_group_starts).
+
+    A catalog written with large row groups (pyarrow's default is 1M rows) would make every task read
+    far more than its chunk, so unless the row groups already coincide with the chunks, the client streams
+    the task columns once into ``<store>/xrdbatch/catalog.parquet`` (bounded memory, atomic) and tasks read
+    that copy: exactly one row group each. The original's hash is what the store records.
+    """
+    import pyarrow.parquet as pq
+
+    from xrdbatch.crystal import CRYSTAL_COLUMNS
+
+    columns = [*TASK_COLUMNS, *CRYSTAL_COLUMNS]
+    aligned = tuple(range(0, info.n_rows, chunk_size)) + (info.n_rows,)
+    if info.row_group_starts == aligned or info.n_rows == 0:
+        return info.path, info.row_group_starts
+    staged = _control(store, "catalog.parquet")
+    if os.path.exists(staged) and tuple(_row_group_starts(pq.ParquetFile(staged))) == aligned:
+        return staged, aligned
+    import pyarrow as pa
+
+    tmp = f"{staged}.tmp-{os.getpid()}"
+    pending: list = []
+    with pq.ParquetWriter(tmp, _select_schema(pq.ParquetFile(info.path).schema_arrow, columns),
+                          compression="zstd") as writer:
+        # batches follow the source's row groups; regroup them into exactly chunk_size rows per group
+        for batch in pq.ParquetFile(info.path).iter_batches(batch_size=chunk_size, columns=columns):
+            pending.append(batch)
+            rows = sum(len(x) for x in pending)
+            while rows >= chunk_size:
+                table = pa.Table.from_batches(pending)
+                writer.write_table(table.slice(0, chunk_size), row_group_size=chunk_size)
+                rest = table.slice(chunk_size)
+                pending = rest.to_batches() if len(rest) else []
+                rows = len(rest)
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending), row_group_size=chunk_size)
+    os.replace(tmp, staged)
+    return staged, aligned
+
+
+def _select_schema(schema, columns):
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns])
+
+
+def _row_group_starts(pf) -> tuple:
+    sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+    return tuple(int(x) for x in np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]))
 
 
 def _label_array(values, kind: str) -> np.ndarray:
@@ -772,8 +827,8 @@ def simulate(catalog: str, store: str, conditions: Conditions, *, chunk_size: in
                  "chunk_size": int(chunk_size), "versions": package_versions()}
         _prepare(store, fingerprint, restart, lambda: _write_template(
             store, info.labels["id"].to_numpy(), info.labels, conditions, chunk_size, attrs), log)
-        work = SimulateChunks(store, info.path, conditions.to_json(), float(d_min_angstrom), lock.token,
-                              info.row_group_starts)
+        task_catalog, starts = stage_catalog(info, store, chunk_size)
+        work = SimulateChunks(store, task_catalog, conditions.to_json(), float(d_min_angstrom), lock.token, starts)
         return _execute(store, work, info.n_rows, chunk_size, executor, client, progress, log, t0)
 
 

@@ -1,0 +1,61 @@
+"""Tests of xrdbatch.pipeline: the stage list, reruns, and the demo command end to end (small)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xrdbatch import config, pipeline, store
+
+SMALL = ["sources.specs=['synthetic:40']", "store.chunk_size=16", "conditions.two_theta_min_deg=10.0",
+         "conditions.two_theta_max_deg=60.0", "conditions.two_theta_step_deg=0.05", "cluster.n_workers=2",
+         "cluster.threads_per_worker=1"]
+
+
+def test_stages_are_an_ordered_list_of_named_functions():
+    names = [name for name, _ in pipeline.STAGES]
+    assert names[:2] == ["ingest", "simulate"] and len(set(names)) == len(names)
+    assert all(callable(fn) for _, fn in pipeline.STAGES)
+    with pytest.raises(pipeline.PipelineError, match=r"unknown stage\(s\) \['simulat'\]; valid stages, in order"):
+        pipeline.run(config.load_config(None), stages=["simulat"])
+
+
+def test_demo_config_is_valid_and_sized_for_two_cores():
+    cfg = config.load_config(pipeline.DEMO_CONFIG)
+    assert cfg["out_dir"] == "xrdbatch-demo"
+    assert "builtin:prototypes" in cfg["sources"]["specs"]
+    assert any(s.startswith("synthetic:") for s in cfg["sources"]["specs"])
+    config.resolve_conditions(cfg["conditions"])
+
+
+@pytest.mark.slow
+def test_run_makes_catalog_and_store_and_reruns_without_redoing(tmp_path):
+    cfg = config.load_config(pipeline.DEMO_CONFIG, [*SMALL, f"out_dir='{tmp_path / 'run'}'"])
+    lines: list[str] = []
+    outputs = pipeline.run(cfg, log=lines.append)
+    assert set(outputs) >= {"catalog", "store"}
+    ds = store.open_dataset(outputs["store"])
+    assert ds.sizes["structure"] == 40 and ds.attrs["conditions"] == config.resolve_conditions(cfg["conditions"]).to_json()
+    ok = ds["sim_status"].values == "ok"
+    assert ok.sum() >= 35
+    np.testing.assert_allclose(ds["intensity"].values[ok].max(axis=1), 1.0)
+    assert any("outputs in" in line for line in lines)
+
+    again: list[str] = []
+    pipeline.run(cfg, log=again.append)
+    assert any("up to date" in line for line in again)
+    assert any("0 run now, 3 already done" in line for line in again)
+
+
+@pytest.mark.slow
+def test_demo_command_says_where_its_outputs_are(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "xrdbatch.cli", "demo", "--out", str(out)] + [a for s in SMALL for a in ("--set", s)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"outputs in {out}" in result.stdout
+    assert str(out / "store.zarr") in result.stdout and str(out / "catalog.parquet") in result.stdout
+    assert store.status(out / "store.zarr").complete
