@@ -283,9 +283,11 @@ def pull(url: str, dest, *, endpoint_url: str | None = None, overwrite: bool = F
             if got != expected:
                 raise RegistryError(f"{_join(url, rel)}: sha256 {got} does not match the manifest's {expected}; "
                                     "the stored copy was altered or damaged -- refusing the model")
-        if dest.exists():
+        if dest.exists() and overwrite:
             shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        elif dest.exists() and not any(dest.iterdir()):
+            dest.rmdir()
+        os.replace(tmp, dest)  # fails (ENOTEMPTY) if another process put a copy there meanwhile
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -310,7 +312,14 @@ def fetch(url: str, *, endpoint_url: str | None = None, cache: Path | None = Non
             return local
         except RegistryError:
             shutil.rmtree(local, ignore_errors=True)
-    return pull(url, local, endpoint_url=endpoint_url)
+    try:
+        return pull(url, local, endpoint_url=endpoint_url)
+    except OSError:
+        # another process (a SLURM array task, a Dask worker) pulled the same model at the same time
+        if local.exists():
+            verify_bundle(local)
+            return local
+        raise
 
 
 def is_url(text: str) -> bool:
