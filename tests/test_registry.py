@@ -133,3 +133,20 @@ def test_s3_endpoint_from_environment(s3_endpoint, tmp_path, monkeypatch):
     monkeypatch.setenv(registry.ENDPOINT_ENV, s3_endpoint)
     url = registry.push(make_bundle(tmp_path / "e"), "s3://models/env", name="e")
     assert [r["url"] for r in registry.list_models("s3://models/env")] == [url]
+
+
+@pytest.mark.s3
+def test_cli_models_against_s3(s3_endpoint, tmp_path, capsys):
+    from xrdbatch import cli
+
+    bundle = make_bundle(tmp_path / "cli-model")
+    ep = ["--endpoint-url", s3_endpoint]
+    assert cli.main(["models", *ep, "push", str(bundle), "s3://models/cli", "--version", "0.1"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert url == "s3://models/cli/cli-model/0.1"
+    assert cli.main(["models", *ep, "list", "s3://models/cli"]) == 0
+    assert "cli-model\t0.1\t" in capsys.readouterr().out
+    assert cli.main(["models", *ep, "pull", "s3://models/cli/cli-model", str(tmp_path / "got")]) == 0
+    registry.verify_bundle(tmp_path / "got")
+    assert cli.main(["models", *ep, "push", str(bundle), "s3://models/cli", "--version", "0.1"]) == 2
+    assert "immutable" in capsys.readouterr().err
