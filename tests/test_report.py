@@ -47,3 +47,23 @@ def test_surrogate_is_faithful_on_a_simple_rule():
     ensemble = X[:, 2] > 0.6
     s = report.surrogate_tree(X, ensemble, ensemble, ["a", "b", "c", "d"])
     assert s["fidelity"] > 0.95 and s["features_2d"][0] == "c"
+
+
+def test_measured_patterns_are_scored_per_file(model_dir, shared, tmp_path):
+    import pandas as pd
+
+    from xrdbatch.bundle import load_bundle
+
+    root = shared("measured")
+    labels = pd.read_csv(shared("measured", "rruff_minerals_dev", "labels.csv")).head(5)
+    csv = tmp_path / "labels.csv"
+    rows = [{"file": f"rruff_minerals_dev/{f}", "dataset": "rruff", "crystal_system": c, "space_group": s,
+             "wavelength_angstrom": 1.5406} for f, c, s in labels.itertuples(index=False)]
+    rows.append({"file": "missing/nothing.xy", "dataset": "rruff", "crystal_system": "cubic", "space_group": 225,
+                 "wavelength_angstrom": None})
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    per_file, summary = report.evaluate_measured(load_bundle(model_dir), csv, root)
+    assert len(per_file) == 6 and (per_file.error != "").sum() == 1
+    assert "missing/nothing.xy" in per_file.loc[per_file.error != "", "file"].iloc[0]
+    assert set(summary.dataset) == {"rruff", "all"}
+    assert summary.set_index("dataset").loc["all", "errors"] == 1
