@@ -352,6 +352,8 @@ def read_cif(path: Path, data: bytes) -> Iterator[RawRecord]:
 
     file_hash = _sha256(data)
     try:
+        if data[:2] == b"\x1f\x8b":  # .cif.gz
+            data = gzip.decompress(data)
         doc = cif.read_string(data.decode("utf-8", errors="replace"))
     except Exception as exc:  # gemmi raises ValueError/RuntimeError with line numbers
         msg = re.sub(r"^string:", "line ", str(exc)).strip()
@@ -555,7 +557,7 @@ def _json_rows(records: list, file_hash: str) -> Iterator[RawRecord]:
         except RecordError as exc:
             yield RawRecord(i, rec_hash, reason=str(exc))
             continue
-        except (ValueError, TypeError, KeyError, np.linalg.LinAlgError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, np.linalg.LinAlgError) as exc:
             yield RawRecord(i, rec_hash, reason=f"malformed structure record: {type(exc).__name__}: {exc}")
             continue
         yield RawRecord(i, rec_hash, crystal, "", "ok", number if 1 <= number <= 230 else 0, symbol, proto)
@@ -1053,9 +1055,19 @@ def run_task(task: Task, options: Options) -> list[dict]:
     return TASK_RUNNERS[task.kind](task, options)
 
 
+def run_task_table(task: Task, options: Options):
+    """Rows of one task as a pyarrow Table with ids (what executors ship back: compact, columnar)."""
+    import pyarrow as pa
+
+    rows = run_task(task, options)
+    for row in rows:
+        row["id"] = _stable_id(task, row)
+    return pa.Table.from_pylist(rows, schema=catalog_schema())
+
+
 def _execute_serial(tasks, options, *, on_done, **_):
     for t in tasks:
-        yield t, run_task(t, options)
+        yield t, run_task_table(t, options)
 
 
 def _execute_processes(tasks, options, *, n_workers=None, **_):
@@ -1064,7 +1076,7 @@ def _execute_processes(tasks, options, *, n_workers=None, **_):
 
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     with ProcessPoolExecutor(max_workers=n_workers or os.cpu_count(), mp_context=ctx) as pool:
-        futures = {pool.submit(run_task, t, options): t for t in tasks}
+        futures = {pool.submit(run_task_table, t, options): t for t in tasks}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
 
@@ -1072,7 +1084,7 @@ def _execute_processes(tasks, options, *, n_workers=None, **_):
 def _execute_dask(tasks, options, *, client=None, **_):
     from distributed import as_completed
 
-    futures = client.map(run_task, tasks, options=options, pure=False)
+    futures = client.map(run_task_table, tasks, options=options, pure=False)
     index = {f.key: t for f, t in zip(futures, tasks)}
     for fut in as_completed(futures):
         yield index[fut.key], fut.result()
@@ -1169,61 +1181,81 @@ def _ingest_table(specs, *, symprec, max_atoms, dedupe, seed, prior, client, pro
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(t.size for t in tasks), unit="rec", desc="ingest")
-    results: dict[int, list[dict]] = {}
+    results: dict[int, object] = {}
     position = {id(t): i for i, t in enumerate(tasks)}
-    by_key = {}
+    by_key: dict = {}
     for i, t in enumerate(tasks):
         by_key.setdefault(t, []).append(i)
-    done_tasks = 0
-    for task, rows in EXECUTORS[executor](tasks, options, client=client, n_workers=n_workers, on_done=None):
+    for task, table in EXECUTORS[executor](tasks, options, client=client, n_workers=n_workers, on_done=None):
         idx = position.get(id(task))
         if idx is None or idx in results:  # returned by value from another process
             idx = next(i for i in by_key[task] if i not in results)
-        for row in rows:
-            row["id"] = _stable_id(task, row)
-        results[idx] = rows
-        done_tasks += 1
+        results[idx] = table
         if bar is not None:
             bar.update(task.size)
     if bar is not None:
         bar.close()
-    rows = [row for i in range(len(tasks)) for row in results[i]]
-    _unique_ids(rows)
-    if dedupe:
-        _mark_duplicates(rows)
     schema = catalog_schema()
-    return pa.Table.from_pylist(rows, schema=schema)
+    table = pa.concat_tables([results[i] for i in range(len(tasks))]) if tasks else schema.empty_table()
+    table = _unique_ids(table)
+    if dedupe:
+        table = _mark_duplicates(table)
+    return table
 
 
 def _valid_priors() -> tuple:
     return ("icsd", "cod", "mp", "uniform")
 
 
-def _unique_ids(rows: list[dict]) -> None:
+def _unique_ids(table):
+    """Suffix ``-2``, ``-3``... to ids seen before (same relative path under two folders of the same name)."""
+    import pyarrow as pa
+
+    ids = table.column("id").to_pylist()
     seen: dict[str, int] = {}
-    for row in rows:
-        base = row["id"]
+    changed = False
+    for i, base in enumerate(ids):
         if base in seen:
             seen[base] += 1
-            row["id"] = f"{base}-{seen[base]}"
+            ids[i] = f"{base}-{seen[base]}"
+            changed = True
         else:
             seen[base] = 1
+    if not changed:
+        return table
+    return table.set_column(table.schema.get_field_index("id"), "id", pa.array(ids, pa.string()))
 
 
-def _mark_duplicates(rows: list[dict]) -> None:
-    first: dict[str, dict] = {}
-    for row in rows:
-        if row["status"] != "ok":
+def _mark_duplicates(table):
+    """Later ok rows with the fingerprint of an earlier ok row become ``skipped``, ``duplicate of <id> (<path>)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    status = table.column("status").to_pylist()
+    reason = table.column("reason").to_pylist()
+    fingerprint = table.column("fingerprint").to_pylist()
+    ids, paths = table.column("id").to_pylist(), table.column("path").to_pylist()
+    first: dict[str, int] = {}
+    dup = np.zeros(len(status), dtype=bool)
+    for i, (st, fp) in enumerate(zip(status, fingerprint)):
+        if st != "ok":
             continue
-        key = row["fingerprint"]
-        if key in first:
-            orig = first[key]
-            row["status"] = "skipped"
-            row["reason"] = f"duplicate of {orig['id']} ({orig['path']})"
-            for c in CRYSTAL_COLUMNS:
-                row[c] = []
-        else:
-            first[key] = row
+        j = first.setdefault(fp, i)
+        if j != i:
+            dup[i] = True
+            status[i] = "skipped"
+            reason[i] = f"duplicate of {ids[j]} ({paths[j]})"
+    if not dup.any():
+        return table
+    mask = pa.array(dup)
+    for name, values in (("status", status), ("reason", reason)):
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    for name in CRYSTAL_COLUMNS:  # crystal columns are for ok rows only
+        k = table.schema.get_field_index(name)
+        column = table.column(k).combine_chunks()
+        empty = pa.scalar([], type=column.type)
+        table = table.set_column(k, name, pc.if_else(mask, empty, column))
+    return table
 
 
 # ======================================================================================= I/O ====
