@@ -343,6 +343,13 @@ class ModelBundle:
         self.feature_set = manifest["feature_set"]
         self.feature_names = list(manifest["feature_names"])
         self.peak_params = dict(manifest["peak_params"])
+        # issue 8: calibrated crystal-system probabilities when the bundle was trained with --calibrate
+        self.calibrator = None
+        calibration = manifest.get("training", {}).get("calibration")
+        if calibration:
+            from xrdbatch.calibration import ProbabilityCalibrator
+
+            self.calibrator = ProbabilityCalibrator.from_dict(calibration)
 
     def __repr__(self):
         return (f"ModelBundle({str(self.path)!r}, feature_set={self.feature_set!r}, "
@@ -362,6 +369,9 @@ class ModelBundle:
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"X must have shape (n, {len(self.feature_names)}) for feature set "
                              f"{self.feature_set!r}; got {X.shape}")
+        if self.calibrator is not None:
+            return self.model.predict_frame(X, top_k=top_k,
+                                            proba=self.calibrator.transform(self.model.predict_proba(X)))
         return self.model.predict_frame(X, top_k=top_k)
 
     def featurize(self, two_theta_deg, intensity, wavelength_angstrom: float | None = None) -> np.ndarray:

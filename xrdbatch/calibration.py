@@ -246,3 +246,42 @@ def plot_reliability(confidence, correct, path, title: str = "", raw_confidence=
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ training hook ----
+#: Fraction of the training structure types kept out of the fit for calibration.
+CALIBRATION_FRACTION = 0.15
+
+#: Target accuracies for which the manifest records an abstention threshold.
+ABSTAIN_TARGETS = (0.8, 0.9, 0.95)
+
+
+def calibrate_split(train_rows, groups=None, random_state: int = 0):
+    """``(fit_rows, calibration_rows)``: a grouped (by structure type when ``groups`` is given) split of
+    the training rows, so the calibration rows hold structures the forests never saw."""
+    from xrdbatch.train import split_indices
+
+    train_rows = np.asarray(train_rows)
+    sub_groups = None if groups is None else np.asarray(groups)[train_rows]
+    fit, cal = split_indices(len(train_rows), "grouped" if sub_groups is not None else "random", sub_groups,
+                             CALIBRATION_FRACTION, random_state)
+    return train_rows[fit], train_rows[cal]
+
+
+def fit_for_model(model, X, labels, method: str = "isotonic") -> dict:
+    """Fit a :class:`ProbabilityCalibrator` of ``model``'s crystal-system probabilities on held-out rows.
+
+    Returns the manifest entry: the calibrator's state plus ECE before/after and abstention thresholds
+    (:data:`ABSTAIN_TARGETS`) measured on these rows.
+    """
+    y = np.asarray(labels["crystal_system"]).astype(str)
+    raw = model.predict_proba(X)
+    cal = ProbabilityCalibrator(method).fit(raw, y, model.classes_)
+    q = cal.transform(raw)
+    classes = np.asarray(model.classes_).astype(str)
+    correct_raw = classes[raw.argmax(1)] == y
+    correct = classes[q.argmax(1)] == y
+    return {**cal.to_dict(), "n_rows": int(len(y)),
+            "ece_raw": expected_calibration_error(raw.max(1), correct_raw),
+            "ece_calibrated": expected_calibration_error(q.max(1), correct),
+            "abstain_thresholds": {f"{t:g}": threshold_for_accuracy(q.max(1), correct, t) for t in ABSTAIN_TARGETS}}

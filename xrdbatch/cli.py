@@ -147,6 +147,13 @@ def _add_retarget(sub):
     p = sub.add_parser("retarget", help="new patterns for other conditions from a store's reflections (no re-simulation)")
     p.add_argument("--store", required=True, help="finished source store")
     p.add_argument("--out", required=True, help="new Zarr store")
+    p.add_argument("--augment", action="store_true",
+                   help="measurement-like patterns (peak widths, K-alpha2, shifts, preferred orientation, background, "
+                        "counting noise, impurity lines, detection limit; xrdbatch.augment), recorded in the store")
+    p.add_argument("--augment-seed", type=int, default=0, help="seed of the augmentation draws")
+    p.add_argument("--augment-copy", type=int, default=0, help="copy number (a new draw per copy; one store each)")
+    p.add_argument("--augment-params", default=None,
+                   help="JSON object (or a .json file) overriding xrdbatch.augment.AugmentParams fields")
     p.add_argument("--restart", action="store_true", help="discard an --out store made differently")
     p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
     _add_conditions_options(p, base="defaults: the source store's conditions")
@@ -162,8 +169,24 @@ def _cmd_retarget(args) -> int:
     except (FileNotFoundError, KeyError) as exc:
         raise CliError(f"cannot read the conditions of store {args.store} ({exc}); is it an xrdbatch store?") from None
     conditions = _conditions_from_args(args, base)
+    augment = None
+    if args.augment:
+        import json
+        import os
+
+        from xrdbatch import augment as xaugment
+
+        text = args.augment_params or "{}"
+        if os.path.isfile(text):
+            with open(text) as fh:
+                text = fh.read()
+        try:
+            augment = {"params": xaugment.AugmentParams.from_dict(json.loads(text)), "seed": args.augment_seed,
+                       "copy": args.augment_copy}
+        except (ValueError, TypeError) as exc:
+            raise CliError(f"--augment-params: {exc}") from None
     return _run_store(args, lambda **kw: store.retarget(
-        args.store, args.out, conditions, restart=args.restart, progress=True, log=print, **kw))
+        args.store, args.out, conditions, restart=args.restart, progress=True, log=print, augment=augment, **kw))
 
 
 def _add_run_options(p):
@@ -469,7 +492,13 @@ def _cmd_features(args) -> int:
 
 def _add_train(sub):
     p = sub.add_parser("train", help="train ExtraTrees (crystal system, space group, lattice) into a model bundle")
-    p.add_argument("--store", required=True, help="Zarr store with features (`xrdbatch features`)")
+    p.add_argument("--store", required=True, action="append",
+                   help="Zarr store with features (`xrdbatch features`); repeat to train on several (e.g. augmented "
+                        "copies from `xrdbatch retarget --augment --augment-copy N`)")
+    p.add_argument("--class-weight", choices=("balanced", "balanced_subsample"), default=None,
+                   help="weight classes inversely to their frequency (crystal system and space-group forests)")
+    p.add_argument("--calibrate", choices=("isotonic", "temperature"), default=None,
+                   help="calibrate crystal-system probabilities on 15%% held-out training structure types")
     p.add_argument("--out", required=True, help="model bundle directory (written atomically)")
     p.add_argument("--feature-set", default="rich", help="feature set (seed11, q11, rich; default rich)")
     p.add_argument("--split", choices=("random", "grouped"), default="grouped",
@@ -494,8 +523,18 @@ def _cmd_train(args) -> int:
     if args.recipe == "seed":
         params = {"crystal_system": train.SEED_PARAMS["crystal_system"],
                   "space_group": train.SEED_PARAMS["space_group"], "hierarchical_space_group": False}
+    if args.class_weight:
+        import dataclasses
+
+        for family in ("crystal_system", "space_group"):
+            base = params.get(family) or train.DEFAULT_PARAMS[family]
+            params[family] = dataclasses.replace(base, class_weight=args.class_weight)
     kw = dict(feature_set=args.feature_set, split=args.split, test_size=args.test_size, random_state=args.seed,
               n_jobs=args.n_jobs or os.cpu_count(), model_params=params, overwrite=args.overwrite)
+    if args.calibrate:
+        kw["calibrate"] = args.calibrate
+    if len(args.store) == 1:
+        args.store = args.store[0]
     try:
         if args.dask:
             from xrdbatch import cluster

@@ -297,15 +297,16 @@ class CrystalForest:
             blocks.append(model.predict_proba(X) * system_proba[:, j:j + 1])
         return np.concatenate(groups), np.concatenate(blocks, axis=1)
 
-    def predict_frame(self, X, top_k: int = 5) -> pd.DataFrame:
+    def predict_frame(self, X, top_k: int = 5, proba: np.ndarray | None = None) -> pd.DataFrame:
         """The contract's prediction table (see :meth:`xrdbatch.bundle.ModelBundle.predict`).
 
         Columns: crystal_system, crystal_system_prob, space_group_1..k, space_group_prob_1..k (0 and 0.0
         where fewer than k groups are known), a, b, c, alpha, beta, gamma (lattice of the predicted system).
+        ``proba`` replaces the forest's crystal-system probabilities (e.g. calibrated ones, issue 8).
         """
         X = np.asarray(X, dtype=np.float32)
         n = X.shape[0]
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X) if proba is None else np.asarray(proba, dtype=np.float64)
         best = proba.argmax(axis=1)
         out = {"crystal_system": self.classes_[best].astype(object), "crystal_system_prob": proba[np.arange(n), best]}
         groups, sg_proba = self.space_group_proba(X, proba)
@@ -507,8 +508,14 @@ def _fit(model: CrystalForest, X, labels, backend: str | None):
 def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_names, peak_params: dict,
                  conditions, split: str = "grouped", test_size: float = 0.2, random_state: int = 0,
                  n_jobs: int | None = None, backend: str | None = None, model_params: dict | None = None,
-                 source: dict | None = None, overwrite: bool = False, log=print) -> dict:
+                 source: dict | None = None, overwrite: bool = False, log=print,
+                 calibrate: str | None = None) -> dict:
     """Split, fit, evaluate on the held-out rows, refit nothing, and write the bundle to ``out``.
+
+    ``calibrate`` ("isotonic" or "temperature", issue 8): 15 % of the training structure types are kept
+    out of the fit and used to fit a :class:`xrdbatch.calibration.ProbabilityCalibrator` for the
+    crystal-system probabilities; it is stored in the manifest (``training.calibration``) and applied by
+    :meth:`xrdbatch.bundle.ModelBundle.predict`.
 
     The held-out evaluation table goes into the bundle (``evaluation.parquet``) for the report.
     Returns the manifest.
@@ -529,10 +536,21 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
         scale = {"scale_column": names.index("two_theta_1"), "scale_kind": "two_theta",
                  "wavelength_angstrom": conditions.wavelength_angstrom}
     model = CrystalForest(**{**scale, **(model_params or {})}, random_state=random_state, n_jobs=n_jobs)
+    calibration = None
+    if calibrate:
+        from xrdbatch.calibration import calibrate_split
+
+        train, calibration_rows = calibrate_split(train, groups, random_state)
     t0 = time.perf_counter()
     _fit(model, X[train], labels.iloc[train], backend)
     fit_seconds = time.perf_counter() - t0
     log(f"fitted {len(model.parts())} forests in {fit_seconds:.1f} s")
+    if calibrate:
+        from xrdbatch.calibration import fit_for_model
+
+        calibration = fit_for_model(model, X[calibration_rows], labels.iloc[calibration_rows], calibrate)
+        log(f"calibrated ({calibrate}) on {len(calibration_rows)} held-out training rows: ECE "
+            f"{calibration['ece_raw']:.3f} -> {calibration['ece_calibrated']:.3f}")
     table = evaluation_table(model, X[test], labels.iloc[test], feature_names)
     metrics = evaluate(table)
     cs = metrics["crystal_system"]
@@ -552,6 +570,8 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
                                       "hierarchical_space_group": model.hierarchical_space_group}.items()},
         "source": source or {},
     }
+    if calibration is not None:
+        training["calibration"] = calibration
     return bundle.save_bundle(model, out, conditions=conditions, feature_set=feature_set,
                               feature_names=list(feature_names), peak_params=peak_params, training=training,
                               metrics=metrics, evaluation=table, overwrite=overwrite)
@@ -574,8 +594,22 @@ def read_training_data(store_path, feature_set: str):
 
 
 def train_from_store(store_path, out, *, feature_set: str = "seed11", **kwargs) -> dict:
-    """``xrdbatch train``: read the features of a store, then :func:`train_arrays`."""
-    X, labels, names, peak_params, conditions, source = read_training_data(store_path, feature_set)
+    """``xrdbatch train``: read the features of a store (or of several stores with the same conditions,
+    feature set and peak parameters, e.g. augmented copies, issue 8), then :func:`train_arrays`."""
+    if not isinstance(store_path, (str, bytes)) and hasattr(store_path, "__iter__"):
+        parts = [read_training_data(p, feature_set) for p in store_path]
+        for p, part in zip(store_path, parts):
+            if part[1:].__len__() and (part[2] != parts[0][2] or part[3] != parts[0][3]
+                                       or part[4] != parts[0][4]):
+                raise ValueError(f"{p}: feature names, peak parameters or conditions differ from {store_path[0]}; "
+                                 "stores trained together must be featurised the same way")
+        X = np.concatenate([part[0] for part in parts])
+        labels = pd.concat([part[1] for part in parts], ignore_index=True)
+        names, peak_params, conditions = parts[0][2], parts[0][3], parts[0][4]
+        source = {"stores": [part[5] for part in parts], "n_structures": int(sum(p[5]["n_structures"] for p in parts))}
+        store_path = ", ".join(str(p) for p in store_path)
+    else:
+        X, labels, names, peak_params, conditions, source = read_training_data(store_path, feature_set)
     if len(X) < 10:
         raise ValueError(f"{store_path}: only {len(X)} usable rows (sim_status ok with a crystal system); "
                          "need at least 10 to split and train")
