@@ -79,8 +79,8 @@ def reflections_of_catalog(catalog: str, d_min_angstrom: float, cache: Path, sub
     if path.exists():
         z = np.load(path)
         labels = pd.read_parquet(path.with_suffix(".parquet"))
-        off = z["offsets"]
-        refls = [sim.Reflections(z["d"][a:b], z["i"][a:b], z["hkl"][a:b]) for a, b in zip(off[:-1], off[1:])]
+        off, d, inten, hkl = z["offsets"], z["d"], z["i"], z["hkl"]  # each z[...] reads the file: once
+        refls = [sim.Reflections(d[a:b], inten[a:b], hkl[a:b]) for a, b in zip(off[:-1], off[1:])]
         return refls, labels
     table = pd.read_parquet(catalog)
     table = table[(table["status"] == "ok") & table["crystal_system"].isin(CRYSTAL_SYSTEMS)].reset_index(drop=True)
@@ -242,11 +242,15 @@ MEASURED_SETS = {
 }
 
 
-def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_params: dict, cache: Path):
-    """``({set: X}, labels DataFrame)`` of a labelled measured set, on the model's 2-theta terms."""
+def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_params: dict, cache: Path,
+                      limit: int | None = None):
+    """``({set: X}, labels DataFrame)`` of a labelled measured set, on the model's 2-theta terms
+    (the first ``limit`` files only, when given)."""
     from xrdbatch import readers, score
 
     files = MEASURED_SETS[set_name]()
+    if limit is not None:
+        files = files.head(limit)
     key = _key("measured", set_name, list(files["path"]), conditions.to_json(), peak_params, list(feature_sets),
                [features.feature_names(s) for s in feature_sets])
     path = cache / f"M_{set_name}_{key}.npz"
@@ -388,12 +392,14 @@ def main(argv=None) -> int:
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train", type=int, default=0, help="subsample training rows (0 = all)")
+    p.add_argument("--peak-params", default="{}", help="JSON of xrdbatch.features.PeakParams fields")
+    p.add_argument("--no-baseline", action="store_true", help="skip the seed11 rows (when only comparing variants)")
     args = p.parse_args(argv)
 
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
     conditions = target_conditions()
-    peak_params = {}
+    peak_params = json.loads(args.peak_params)
     sets = list(MEASURED_SETS) if args.sets == "all" else args.sets.split(",")
     best_sets = args.feature_set or ["rich"]
     all_sets = sorted(set(["seed11", *best_sets]))
@@ -431,10 +437,12 @@ def main(argv=None) -> int:
         return model
 
     ideal = simulated_features(name, refls, conditions, None, 1, all_sets, peak_params, cache)
-    run("seed11, ideal simulation (seed baseline)", ideal["seed11"], lab_rep(1), "seed11")
+    if not args.no_baseline:
+        run("seed11, ideal simulation (seed baseline)", ideal["seed11"], lab_rep(1), "seed11")
     params = augment.AugmentParams()
     aug = simulated_features(name, refls, conditions, params, args.copies, all_sets, peak_params, cache, args.seed)
-    run(f"seed11, augmented x{args.copies}", aug["seed11"], lab_rep(args.copies), "seed11")
+    if not args.no_baseline:
+        run(f"seed11, augmented x{args.copies}", aug["seed11"], lab_rep(args.copies), "seed11")
     for fset in best_sets:
         run(f"{fset}, ideal simulation", ideal[fset], lab_rep(1), fset)
         run(f"{fset}, augmented x{args.copies}", aug[fset], lab_rep(args.copies), fset)

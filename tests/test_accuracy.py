@@ -1,0 +1,59 @@
+"""Smoke test of bench/accuracy.py's machinery on a few structures and a few measured files.
+
+The benchmark itself (thousands of structures) is run by hand; this checks that every stage it chains
+works end to end: catalog -> reflections (cached) -> ideal and augmented features (cached) -> measured
+features -> forests -> metrics -> the printed table, and that the cache returns what was computed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+accuracy = pytest.importorskip("accuracy")
+
+from xrdbatch import augment, sources  # noqa: E402
+
+
+@pytest.mark.slow
+def test_bench_machinery_end_to_end(tmp_path):
+    shared_path("measured", "rruff_minerals_dev")
+    catalog = tmp_path / "cat.parquet"
+    sources.ingest_to_parquet(["synthetic:16"], catalog, executor="serial", seed=7)
+    conditions = accuracy.target_conditions()
+    refls, labels = accuracy.reflections_of_catalog(str(catalog), conditions.d_min_angstrom, tmp_path,
+                                                    substitutions=1, seed=0, log=lambda s: None)
+    assert len(refls) == len(labels) >= 16 and set(labels["variant"]) == {0, 1}
+    again, labels2 = accuracy.reflections_of_catalog(str(catalog), conditions.d_min_angstrom, tmp_path,
+                                                     substitutions=1, seed=0, log=lambda s: None)
+    np.testing.assert_array_equal(again[3].d_angstrom, refls[3].d_angstrom)
+
+    sets = ["seed11", "measured"]
+    ideal = accuracy.simulated_features("t", refls, conditions, None, 3, sets, {}, tmp_path, n_jobs=1, chunk=8,
+                                        log=lambda s: None)
+    assert ideal["seed11"].shape == (len(refls), 11)  # ideal: one copy whatever is asked
+    aug = accuracy.simulated_features("t", refls, conditions, augment.AugmentParams(), 2, sets, {}, tmp_path,
+                                      n_jobs=1, chunk=8, log=lambda s: None)
+    assert aug["measured"].shape[0] == 2 * len(refls)
+    cached = accuracy.simulated_features("t", refls, conditions, augment.AugmentParams(), 2, sets, {}, tmp_path,
+                                         n_jobs=1, chunk=8, log=lambda s: None)
+    np.testing.assert_array_equal(cached["measured"], aug["measured"])
+
+    X_m, lab_m = accuracy.measured_features("rruff_minerals_dev", conditions, sets, {}, tmp_path, limit=6)
+    assert X_m["measured"].shape == (6, aug["measured"].shape[1]) and len(lab_m) == 6
+
+    import pandas as pd
+
+    lab2 = pd.concat([labels] * 2, ignore_index=True)
+    model = accuracy.fit_model(aug["measured"], lab2, n_jobs=1)
+    r = accuracy.scores(model, X_m["measured"], lab_m)
+    assert 0 <= r["accuracy"] <= 1 and 0 <= r["sg_top1"] <= r["sg_top5"] <= 1
+    r.update(model="smoke", fit_seconds=model.bench_fit_seconds_)
+    table = accuracy.format_table([r], "smoke")
+    assert "smoke" in table and "sg@5" in table
