@@ -156,18 +156,23 @@ class MemorySampler:
             self.samples.append((time.perf_counter(), total, worst))
             self._stop.wait(self.interval_s)
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time so far of this process and all its children (alive ones)."""
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User + system CPU seconds so far of (this process and all its children, the children only).
+
+        With a LocalCluster the scheduler and the nannies live in this process and the workers are its
+        children, so the second number is the workers' own CPU time.
+        """
         import psutil
 
-        total = 0.0
-        for p in [self.proc, *self.proc.children(recursive=True)]:
+        children = 0.0
+        for p in self.proc.children(recursive=True):
             try:
                 t = p.cpu_times()
             except psutil.Error:
                 continue
-            total += t.user + t.system
-        return total
+            children += t.user + t.system
+        own = self.proc.cpu_times()
+        return own.user + own.system + children, children
 
     def __enter__(self):
         self._thread.start()
@@ -274,16 +279,19 @@ def main(argv=None) -> int:
             summary = score.score([str(data)], str(model), str(out), executor="dask", client=client,
                                   batch_size=args.batch_size)
             elapsed = time.perf_counter() - t
-            cpu = mem.cpu_seconds() - cpu0
+            cpu1 = mem.cpu_seconds()
+            cpu, cpu_workers = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
         cluster.close()
         rate = summary["files"] / elapsed
         print(f"\nend to end on {args.workers} worker processes: {summary['files']} files in {elapsed:.1f} s = "
               f"{rate:.0f} files/s ({rate / args.workers:.0f} per core); rows {summary['rows']}, "
               f"ok {summary['ok']}, errors {summary['errors']}  [goal >= 1000 files/s on 2 cores]")
-        print(f"CPU time of the whole process tree (client, scheduler, workers) during the run: {cpu:.1f} s = "
-              f"{1e3 * cpu / summary['files']:.2f} ms per file -> {args.workers * summary['files'] / cpu:.0f} files/s "
-              f"on {args.workers} dedicated cores (load average now {os.getloadavg()[0]:.1f}: wall-clock rates "
-              "are only meaningful on an idle machine)")
+        n = summary["files"]
+        print(f"CPU time during the run: workers {cpu_workers:.1f} s ({1e3 * cpu_workers / n:.2f} ms per file -> "
+              f"{args.workers * n / cpu_workers:.0f} files/s on {args.workers} dedicated cores); whole process tree "
+              f"incl. client, scheduler, nannies {cpu:.1f} s ({1e3 * cpu / n:.2f} ms per file -> "
+              f"{args.workers * n / cpu:.0f} files/s). Load average now {os.getloadavg()[0]:.1f}: the wall-clock "
+              "rate above is only meaningful on an idle machine.")
         s = np.array([(t_, tot, w) for t_, tot, w in mem.samples if t_ >= t])
         if len(s) >= 4:
             q = np.array_split(s, 4)
