@@ -224,7 +224,7 @@ def test_formula_is_reduced_and_anonymous_formula_sorted(amounts):
 @pytest.mark.slow
 def test_every_edge_case_file_gets_a_row_with_a_specific_reason():
     root = shared_path("structures", "cif_edge_cases")
-    df = sources.ingest([str(root)], executor="serial")
+    df = sources.ingest([str(root)], executor="processes", n_workers=2, batch_size=128)
     files = {str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
     assert files <= set(df["path"])  # every file accounted for (a multi-block CIF may give several rows)
     assert set(df["status"]) <= set(sources.STATUSES) and df["id"].is_unique
@@ -240,7 +240,7 @@ def test_every_edge_case_file_gets_a_row_with_a_specific_reason():
 @pytest.mark.slow
 def test_aflow_prototype_cifs_agree_with_their_stated_space_group():
     root = shared_path("structures", "aflow_prototypes")
-    df = sources.ingest([str(root)], executor="serial", dedupe=False)
+    df = sources.ingest([str(root)], executor="processes", n_workers=2, batch_size=128, dedupe=False)
     cifs = df[df["path"].str.endswith(".cif")]
     ok = cifs[cifs.status == "ok"]
     assert len(ok) >= 1000
