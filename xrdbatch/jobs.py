@@ -327,6 +327,10 @@ def _minutes(limit: str) -> float:
 
 
 # ------------------------------------------------------------------------------ Kubernetes ----
+# The image runs as the non-root user xrd (uid 1000); fsGroup makes the mounted volume writable for it.
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000}
+
+
 def _k8s_volume(paths: Paths, pvc: str) -> tuple[list, list]:
     mounts = [{"name": "data", "mountPath": "/data"}]
     volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": pvc}}]
@@ -376,10 +380,11 @@ def render_k8s_regenerate(res: Resources, env: Environment, paths: Paths, *, ima
         "kind": "DaskJob",
         "metadata": {"name": "xrdbatch-regenerate", "namespace": namespace},
         "spec": {
-            "job": {"spec": {"restartPolicy": "Never", "volumes": volumes,
+            "job": {"spec": {"restartPolicy": "Never", "securityContext": POD_SECURITY, "volumes": volumes,
                              "containers": [_k8s_container("job", image, client_lines, "1", mounts)]}},
             "cluster": {"spec": {
-                "worker": {"replicas": res.nodes, "spec": {"volumes": volumes, "containers": [worker]}},
+                "worker": {"replicas": res.nodes, "spec": {"securityContext": POD_SECURITY, "volumes": volumes,
+                                                              "containers": [worker]}},
                 "scheduler": {
                     "spec": {"containers": [scheduler]},
                     "service": {"type": "ClusterIP", "selector": {
@@ -400,7 +405,8 @@ def _k8s_job(name: str, namespace: str, container: dict, volumes: list, res: Res
         "kind": "Job",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"backoffLimit": 2, "activeDeadlineSeconds": int(_minutes(res.time) * 60), **spec,
-                 "template": {"spec": {"restartPolicy": "Never", "containers": [container], "volumes": volumes}}},
+                 "template": {"spec": {"restartPolicy": "Never", "securityContext": POD_SECURITY,
+                                       "containers": [container], "volumes": volumes}}},
     }
 
 
