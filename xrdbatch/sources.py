@@ -297,6 +297,20 @@ def expand_sites(frac: np.ndarray, rot: np.ndarray, tran: np.ndarray, lattice: n
     return images, site
 
 
+def _symbol_from_label(site) -> str:
+    """Element of a site whose type symbol gemmi could not read ('?', empty): from the label ('S1A' -> 'S')."""
+    for text in (site.type_symbol, site.label):
+        m = re.match(r"([A-Z][a-z]?)", text or "")
+        if m and m.group(1) not in ("X",):
+            try:
+                return _clean_symbol(m.group(1))
+            except RecordError:
+                m2 = re.match(r"([A-Z])", m.group(1))  # 'SN1' style: one-letter element
+                if m2 and m2.group(1) in _elements():
+                    return m2.group(1)
+    raise RecordError(f"unknown element for site {site.label!r} (type symbol {site.type_symbol!r})")
+
+
 def _dummy_labels(block) -> set:
     flags = block.find_values("_atom_site_calc_flag")
     if not len(flags):
@@ -333,11 +347,7 @@ def _crystal_from_cif_block(block, stated_number: int = 0) -> Crystal:
     if bad.any():
         labels = [sites[i].label for i in np.flatnonzero(bad)[:3]]
         raise RecordError(f"missing coordinates for {int(bad.sum())} site(s) ({', '.join(labels)})")
-    symbols = []
-    for s in sites:
-        if s.element.name == "X":
-            raise RecordError(f"unknown element for site {s.label!r} (type symbol {s.type_symbol!r})")
-        symbols.append(_clean_symbol(s.element.name))
+    symbols = [_clean_symbol(s.element.name) if s.element.name != "X" else _symbol_from_label(s) for s in sites]
     occ = np.array([s.occ for s in sites], dtype=np.float64)
     b = np.array([s.u_iso for s in sites], dtype=np.float64) * (8.0 * math.pi**2)
     lattice = np.array(cell.orth.mat).T
@@ -680,7 +690,7 @@ class Labels(NamedTuple):
     fingerprint: str
 
 
-def label_crystal(crystal: Crystal, options: Options = Options()) -> Labels:
+def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     """Check a crystal for physical sense and label it with spglib.
 
     Entries at the same position (a disordered site) form one spglib site whose type is the set of
@@ -703,6 +713,7 @@ def label_crystal(crystal: Crystal, options: Options = Options()) -> Labels:
     """
     import spglib
 
+    options = options or Options()
     lattice = crystal.lattice
     if not np.all(np.isfinite(lattice)) or not np.all(np.isfinite(crystal.frac_coords)):
         raise RecordError("non-finite lattice or coordinates")
@@ -1065,7 +1076,7 @@ def run_task_table(task: Task, options: Options):
     return pa.Table.from_pylist(rows, schema=catalog_schema())
 
 
-def _execute_serial(tasks, options, *, on_done, **_):
+def _execute_serial(tasks, options, **_):
     for t in tasks:
         yield t, run_task_table(t, options)
 
@@ -1186,7 +1197,7 @@ def _ingest_table(specs, *, symprec, max_atoms, dedupe, seed, prior, client, pro
     by_key: dict = {}
     for i, t in enumerate(tasks):
         by_key.setdefault(t, []).append(i)
-    for task, table in EXECUTORS[executor](tasks, options, client=client, n_workers=n_workers, on_done=None):
+    for task, table in EXECUTORS[executor](tasks, options, client=client, n_workers=n_workers):
         idx = position.get(id(task))
         if idx is None or idx in results:  # returned by value from another process
             idx = next(i for i in by_key[task] if i not in results)
