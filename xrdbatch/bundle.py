@@ -171,8 +171,9 @@ def unpack_forest(packed: dict):
     start = 0
     for i, end in enumerate(ends):
         tree = Tree(n_features, n_classes, n_outputs)
+        # contiguous slices; __setstate__ copies them into the tree's own buffers
         tree.__setstate__({"max_depth": int(packed["max_depths"][i]), "node_count": int(counts[i]),
-                           "nodes": nodes[start:end].copy(), "values": values[start:end].copy()})
+                           "nodes": nodes[start:end], "values": values[start:end]})
         est = forest.estimator_.__class__(**tree_params, random_state=int(packed["tree_random_states"][i]))
         est.n_features_in_ = n_features
         est.n_outputs_ = n_outputs
