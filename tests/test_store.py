@@ -51,6 +51,37 @@ def test_row_groups_for_holds_exactly_the_rows(sizes, data):
     assert starts[groups[0] + 1] > start and starts[groups[-1]] < stop
 
 
+def test_tasks_read_one_aligned_row_group_each(tmp_path):
+    """A catalog with one big row group is staged once into chunk-sized row groups, rows unchanged."""
+    import pyarrow.parquet as pq
+
+    big = write_catalog(tmp_path / "big.parquet", 23, row_group_size=1000)
+    info = store.read_catalog_info(big)
+    assert info.row_group_starts == (0, 23)
+    path, starts = store.stage_catalog(info, str(tmp_path / "s.zarr"), 5)
+    assert starts == (0, 5, 10, 15, 20, 23) and path.endswith("xrdbatch/catalog.parquet")
+    assert store._row_group_starts(pq.ParquetFile(path)) == starts
+    work = store.SimulateChunks("unused", path, "{}", 1.0, "token", starts)
+    original = pq.read_table(big).to_pandas()
+    for task in store.plan_chunks(23, 5):
+        assert store.row_groups_for(task, starts) == (task.index,)
+        rows = work.read_rows(task)
+        assert rows["id"].tolist() == original["id"][task.start:task.stop].tolist()
+        assert [list(x) for x in rows["lattice"]] == [list(x) for x in original["lattice"][task.start:task.stop]]
+    aligned = write_catalog(tmp_path / "aligned.parquet", 23, row_group_size=5)
+    assert store.stage_catalog(store.read_catalog_info(aligned), str(tmp_path / "t.zarr"), 5)[0] == aligned
+
+
+def test_catalog_errors_say_what_to_do(tmp_path):
+    with pytest.raises(store.StoreError, match="does not exist: make one with `xrdbatch ingest"):
+        store.read_catalog_info(tmp_path / "missing.parquet")
+    import pandas as pd
+
+    pd.DataFrame({"id": ["a"], "status": ["ok"]}).to_parquet(tmp_path / "thin.parquet")
+    with pytest.raises(store.StoreError, match=r"lacks column\(s\) \['a', 'alpha'"):
+        store.read_catalog_info(tmp_path / "thin.parquet")
+
+
 # =================================================================================== fixtures ==
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):

@@ -654,6 +654,7 @@ def stage_catalog(info: CatalogInfo, store: str, chunk_size: int) -> tuple[str, 
         return staged, aligned
     import pyarrow as pa
 
+    os.makedirs(os.path.dirname(staged), exist_ok=True)
     tmp = f"{staged}.tmp-{os.getpid()}"
     pending: list = []
     with pq.ParquetWriter(tmp, _select_schema(pq.ParquetFile(info.path).schema_arrow, columns),
