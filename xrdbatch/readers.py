@@ -36,6 +36,7 @@ import math
 import os
 import re
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -128,8 +129,8 @@ def _clean_meta(meta: dict) -> dict:
 
 def _finish(path, x, y, axis, meta, min_points: int = MIN_POINTS) -> Pattern:
     """Common checks: float64, equal lengths, finite abscissa, sorted, enough points."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
+    x = np.ascontiguousarray(x, dtype=np.float64).ravel()
+    y = np.ascontiguousarray(y, dtype=np.float64).ravel()
     if x.size != y.size:
         raise ReaderError(path, f"abscissa has {x.size} points but intensity has {y.size}")
     if x.size < min_points:
@@ -169,9 +170,19 @@ def _decode(data: bytes) -> bytes:
 
 
 # ------------------------------------------------------------------- fast number scanner ----
+_WORK = threading.local()
+
+
 def _scan_numbers(buf: np.ndarray):
-    """Numba-compiled scanner (compiled at first use, cached on disk)."""
-    return _scanner()(buf)
+    """Run the numba-compiled scanner (compiled at first use, cached on disk) with per-thread work buffers,
+    and return exact-size copies (a view would keep the whole work buffer alive with every pattern)."""
+    need = buf.size // 2 + 2
+    values = getattr(_WORK, "values", None)
+    if values is None or values.size < need:
+        _WORK.values = values = np.empty(max(need, 1 << 16), np.float64)
+        _WORK.counts = np.empty(values.size, np.int32)
+    n_values, n_lines, start, stop = _scanner()(buf, values, _WORK.counts)
+    return values[:n_values].copy(), _WORK.counts[:n_lines].copy(), start, stop
 
 
 _SCANNER = None
@@ -186,17 +197,16 @@ def _scanner():
     return _SCANNER
 
 
-def _scan_numbers_py(buf):  # pragma: no cover - runs compiled
+def _scan_numbers_py(buf, values, counts):  # pragma: no cover - runs compiled
     """Scan lines of whitespace/comma/semicolon separated numbers, in one pass over the bytes.
 
-    Returns ``(values, counts, data_start, data_stop)``: every number of the data block (the first run of
+    Fills ``values`` and ``counts`` (each at least ``buf.size // 2 + 2`` long) and returns
+    ``(n_values, n_lines, data_start, data_stop)``: every number of the data block (the first run of
     lines made of numbers only; lines before it are the header, a text line after it ends the block; blank
     lines are skipped), the number of values on each data line, and the byte offsets of the block.
     Understands signs, decimals, exponents, ``nan`` and ``inf``; a mantissa keeps 18 significant digits.
     """
     n = buf.size
-    values = np.empty(n // 2 + 2, np.float64)
-    counts = np.empty(n // 2 + 2, np.int32)
     pow10 = np.empty(23, np.float64)
     p = 1.0
     for k in range(23):
@@ -317,7 +327,7 @@ def _scan_numbers_py(buf):  # pragma: no cover - runs compiled
                 line_ok = False
     if data_start < 0:
         data_start = n
-    return values[:n_values], counts[:n_lines], data_start, data_stop
+    return n_values, n_lines, data_start, data_stop
 
 
 def parse_numbers(data: bytes):

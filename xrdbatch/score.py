@@ -327,7 +327,9 @@ def score_files(files, options: ScoreOptions) -> list[dict]:
     indices, blocks, counts = [], [], []
     for members in groups.values():
         tt = members[0][1]
-        intensity = np.stack([m[2] for m in members]).astype(np.float32)
+        intensity = np.empty((len(members), tt.size), np.float32)  # one float32 block, no float64 stack
+        for row, m in enumerate(members):
+            intensity[row] = m[2]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
