@@ -152,12 +152,8 @@ def test_same_peaks_as_pymatgen_on_a_sample_of_every_crystal_system():
 def test_same_peaks_as_pymatgen_on_every_shared_structure(kind):
     items = _read(kind)
     assert len(items) > (1000 if kind == "aflow" else 350)
-    n = 0
-    for name, c, _ in items:
-        if kind == "spglib" and c.n_entries > 400:
-            continue  # pymatgen takes seconds each there; covered by the bench and the sample above
-        n += _compare_with_pymatgen(name, c) is not None
-    assert n > (1000 if kind == "aflow" else 300)
+    n = sum(_compare_with_pymatgen(name, c) is not None for name, c, _ in items)
+    assert n > (1000 if kind == "aflow" else 350)
 
 
 def test_same_peaks_as_pymatgen_for_other_wavelengths_and_ranges():
