@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +178,6 @@ def test_merge_waits_for_the_array_and_never_runs_after_a_failed_shard(slurm, wo
                              text=True).stdout
         if "DependencyNeverSatisfied" in out or "JobState=CANCELLED" in out:
             break
-        import time
-
         time.sleep(1)
     assert "DependencyNeverSatisfied" in out or "JobState=CANCELLED" in out, out
     subprocess.run(["scancel", merge_id], env=slurm.env, check=False)
