@@ -60,17 +60,20 @@ def read_set(kind: str):
     return out
 
 
-def same_peaks(ref, ours, tt_tol=1e-3, i_tol=0.5, floor=1.0) -> bool:
+def same_peaks(ref, ours, tt_tol=1e-3, i_tol=0.5, floor=1.0):
+    """(agree, n peaks above floor, max |d 2theta|, max |d I|, same peak count) for one structure."""
     rx, ry = np.asarray(ref.x), np.asarray(ref.y)
     ox, oy = ours.two_theta_deg, ours.intensity
+    worst_x = worst_y = 0.0
+    n = 0
     for ax, ay, bx, by in ((rx, ry, ox, oy), (ox, oy, rx, ry)):
         for x, y in zip(ax[ay > floor], ay[ay > floor]):
             if not len(bx):
-                return False
+                return False, n, np.inf, np.inf, False
             j = np.argmin(np.abs(bx - x))
-            if abs(bx[j] - x) > tt_tol or abs(by[j] - y) > i_tol:
-                return False
-    return True
+            worst_x, worst_y = max(worst_x, abs(bx[j] - x)), max(worst_y, abs(by[j] - y))
+            n += 1
+    return worst_x <= tt_tol and worst_y <= i_tol, n // 2, worst_x, worst_y, len(rx) == len(ox)
 
 
 def cpu(fn, *args):
@@ -130,7 +133,11 @@ def main(argv=None) -> int:
 
     n_atoms = np.array([r[2] for r in rows])
     t_pmg, t_sim, t_stick = (np.array([r[k] for r in rows]) for k in (3, 4, 5))
-    ok = np.array([r[6] for r in rows])
+    ok = np.array([r[6][0] for r in rows])
+    n_peaks = sum(r[6][1] for r in rows)
+    dx = max(r[6][2] for r in rows)
+    dy = max(r[6][3] for r in rows)
+    same_count = sum(r[6][4] for r in rows)
     print(f"\n{len(rows)} structures (AFLOW prototypes + spglib POSCARs), CPU time per structure in ms;"
           f" speed-up = pymatgen / xrdbatch (of medians; of totals)")
     print(f"{'atoms':>9} {'n':>5} {'pymatgen':>9} {'refl+pat':>9} {'x median':>9} {'x total':>8} "
@@ -144,7 +151,10 @@ def main(argv=None) -> int:
         tot_s, tot_k = t_pmg[sel].sum() / t_sim[sel].sum(), t_pmg[sel].sum() / t_stick[sel].sum()
         print(f"{label:>9} {sel.sum():>5} {mp:>9.2f} {ms:>9.3f} {mp / ms:>8.1f}x {tot_s:>7.1f}x "
               f"{mk:>7.3f} {mp / mk:>8.1f}x {tot_k:>7.1f}x {ok[sel].sum():>5}/{sel.sum()}")
-    bad = [r[0] for r in rows if not r[6]]
+    print(f"agreement with pymatgen: {ok.sum()}/{len(rows)} structures, {n_peaks} peaks above 1: max |d 2theta| "
+          f"{dx:.2e} deg, max |d I| {dy:.2e} (of 100); identical peak count (all peaks, incl. < 1) on "
+          f"{same_count}/{len(rows)}")
+    bad = [r[0] for r in rows if not r[6][0]]
     if bad:
         print(f"peaks differ from pymatgen on {len(bad)}: {bad[:10]}")
     proto = np.array([r[1] == "aflow" for r in rows])
