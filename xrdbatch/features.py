@@ -234,7 +234,7 @@ def find_peaks(two_theta_deg, intensity, wavelength_angstrom: float, params: Pea
     k = max(1, int(round(NOISE_BLOCK_DEG / (bb * step))))
     n_blocks = -(-n_points // (bb * k)) * k
     if n_blocks * bb > n_points:
-        y = np.pad(y, ((0, 0), (0, n_blocks * bb - n_points)), mode="edge")
+        y = np.concatenate([y, np.repeat(y[:, -1:], n_blocks * bb - n_points, axis=1)], axis=1)
 
     # Local noise sigma of the raw rows (counting noise is larger where the background is high): medians
     # of |first difference| over ~0.5 deg blocks (0.954 sigma for white noise; a median ignores the steep
@@ -245,8 +245,9 @@ def find_peaks(two_theta_deg, intensity, wavelength_angstrom: float, params: Pea
     noise = _median_last(abs_diff.reshape(n, n_blocks // k, bb * k), axis=2) / 0.954
     del abs_diff
     if noise.shape[1] >= 5:
-        padded = np.pad(noise, ((0, 0), (2, 2)), mode="edge")
-        noise = _median_last(np.lib.stride_tricks.sliding_window_view(padded, 5, axis=1), axis=2)
+        m = noise.shape[1]
+        padded = np.concatenate([noise[:, :1], noise[:, :1], noise, noise[:, -1:], noise[:, -1:]], axis=1)
+        noise = np.partition(np.stack([padded[:, i:i + m] for i in range(5)]), 2, axis=0)[2]
     if params.smooth_sigma_deg > 0 and params.smooth_sigma_deg / step >= 0.3:
         sigma_pts = params.smooth_sigma_deg / step
         y = ndimage.gaussian_filter1d(y, sigma_pts, axis=1, truncate=3.0)
