@@ -309,11 +309,9 @@ def _balanced(X, systems, sg, random_state):
 
 def scores(model, X, labels: pd.DataFrame, calibrator=None) -> dict:
     """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows."""
-    frame = model.predict_frame(X, top_k=5)
+    proba = None if calibrator is None else calibrator.transform(model.predict_proba(X))
+    frame = model.predict_frame(X, top_k=5, proba=proba)
     pred = frame["crystal_system"].to_numpy().astype(str)
-    if calibrator is not None:
-        proba = calibrator.transform(model.predict_proba(X))
-        pred = np.asarray(calibrator.classes_)[proba.argmax(1)]
     true = labels["crystal_system"].to_numpy().astype(str)
     recall = {s: float(np.mean(pred[true == s] == s)) for s in CRYSTAL_SYSTEMS if np.any(true == s)}
     sg_true = labels["space_group"].to_numpy()
@@ -394,6 +392,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-train", type=int, default=0, help="subsample training rows (0 = all)")
     p.add_argument("--peak-params", default="{}", help="JSON of xrdbatch.features.PeakParams fields")
     p.add_argument("--no-baseline", action="store_true", help="skip the seed11 rows (when only comparing variants)")
+    p.add_argument("--save-bundle", default=None,
+                   help="also train the best row through xrdbatch.train.train_arrays (lattice, calibration) into this "
+                        "bundle directory: fit time, size, load time, and its scores")
     args = p.parse_args(argv)
 
     cache = args.cache
@@ -411,6 +412,9 @@ def main(argv=None) -> int:
         refls += r
         labels.append(lab)
     labels = pd.concat(labels, ignore_index=True)
+    lattice_cols = ["id", "a", "b", "c", "alpha", "beta", "gamma"]
+    lattice = pd.concat([pd.read_parquet(c, columns=lattice_cols) for c in args.catalog]).drop_duplicates("id")
+    labels = labels.merge(lattice, on="id", how="left")  # variants keep their parent's cell (for bundles)
     name = _key([os.path.abspath(c) for c in args.catalog], args.substitutions, args.seed)
     print(f"training structures: {len(refls)} patterns; crystal systems "
           f"{labels['crystal_system'].value_counts().to_dict()}")
@@ -438,6 +442,15 @@ def main(argv=None) -> int:
 
     ideal = simulated_features(name, refls, conditions, None, 1, all_sets, peak_params, cache)
     if not args.no_baseline:
+        if peak_params:  # the seed's recipe: seed11 with the default peak finder, on the same structures
+            base = simulated_features(name, refls, conditions, None, 1, ["seed11"], {}, cache)
+            base_measured = {s: measured_features(s, conditions, ["seed11"], {}, cache) for s in sets}
+            model = fit_model(base["seed11"], lab_rep(1), n_jobs=args.n_jobs)
+            for s in sets:
+                r = scores(model, base_measured[s][0]["seed11"], base_measured[s][1])
+                r.update(model="seed11, ideal, default peaks (seed recipe)", fit_seconds=model.bench_fit_seconds_)
+                results[s].append(r)
+            print(f"  seed recipe: rruff acc {results[sets[0]][-1]['accuracy']:.3f}", flush=True)
         run("seed11, ideal simulation (seed baseline)", ideal["seed11"], lab_rep(1), "seed11")
     params = augment.AugmentParams()
     aug = simulated_features(name, refls, conditions, params, args.copies, all_sets, peak_params, cache, args.seed)
@@ -460,6 +473,30 @@ def main(argv=None) -> int:
                                 n_jobs=args.n_jobs, balance=args.balance, out_dir=cache)
         print("== calibration (fitted on held-out simulated structures; never on measured patterns)")
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.save_bundle:
+        from xrdbatch import train as xtrain
+
+        fset = best_sets[0]
+        lab = lab_rep(args.copies).rename(columns={"id": "structure_id"})
+        manifest = xtrain.train_arrays(aug[fset], lab, args.save_bundle, feature_set=fset,
+                                       feature_names=features.feature_names(fset), peak_params=peak_params,
+                                       conditions=conditions, split="grouped", n_jobs=args.n_jobs, calibrate="isotonic",
+                                       source={"bench": "accuracy.py", "catalogs": args.catalog,
+                                               "augmentation": params.to_dict(), "copies": args.copies},
+                                       overwrite=True, log=lambda m: print("  bundle: " + m))
+        fit_s = manifest["training"]["fit_seconds"]
+        print(f"bundle {args.save_bundle}: {manifest['total_bytes'] / 1e6:.1f} MB, fit {fit_s:.1f} s "
+              f"({manifest['training']['n_train']} rows, all models incl. lattice, n_jobs={args.n_jobs})")
+        from xrdbatch import bundle as xbundle
+
+        t0 = time.perf_counter()
+        b = xbundle.load_bundle(args.save_bundle)
+        print(f"  load {time.perf_counter() - t0:.1f} s")
+        for s in sets:
+            Xm, labm = measured[s]
+            r = scores(b.model, Xm[fset], labm, calibrator=b.calibrator)
+            r.update(model=f"{fset} bundle (grouped 80 %, calibrated)", fit_seconds=fit_s)
+            results[s].append(r)
     for s in sets:
         print(format_table(results[s], f"{s} ({len(measured[s][1])} labelled patterns)"))
     print(f"total {time.perf_counter() - t_start:.0f} s")
