@@ -391,6 +391,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train", type=int, default=0, help="subsample training rows (0 = all)")
     p.add_argument("--peak-params", default="{}", help="JSON of xrdbatch.features.PeakParams fields")
+    p.add_argument("--augment-params", default="{}", help="JSON of xrdbatch.augment.AugmentParams fields")
+    p.add_argument("--augment-without", default="", help="comma-separated effects switched off (augment.EFFECTS)")
     p.add_argument("--no-baseline", action="store_true", help="skip the seed11 rows (when only comparing variants)")
     p.add_argument("--save-bundle", default=None,
                    help="also train the best row through xrdbatch.train.train_arrays (lattice, calibration) into this "
@@ -452,7 +454,9 @@ def main(argv=None) -> int:
                 results[s].append(r)
             print(f"  seed recipe: rruff acc {results[sets[0]][-1]['accuracy']:.3f}", flush=True)
         run("seed11, ideal simulation (seed baseline)", ideal["seed11"], lab_rep(1), "seed11")
-    params = augment.AugmentParams()
+    params = augment.AugmentParams.from_dict(json.loads(args.augment_params))
+    if args.augment_without:
+        params = params.without(*args.augment_without.split(","))
     aug = simulated_features(name, refls, conditions, params, args.copies, all_sets, peak_params, cache, args.seed)
     if not args.no_baseline:
         run(f"seed11, augmented x{args.copies}", aug["seed11"], lab_rep(args.copies), "seed11")
