@@ -50,7 +50,8 @@ BASE_TAG="localhost/xrdbatch-base:bookworm"
 IMAGE_TAG="localhost/xrdbatch:test"
 RUNTIME="${PODMAN_RUNTIME:-$(command -v runc >/dev/null && echo runc || echo crun)}"
 DRIVER="${XRDBATCH_STORAGE_DRIVER:-overlay}"
-PODMAN=(podman --root "$WORK/storage" --runroot "$WORK/runroot" --storage-driver "$DRIVER" --cgroup-manager cgroupfs
+RUNROOT="$(mktemp -d /tmp/xrdrr.XXXXXX)"  # podman refuses a runroot path longer than 50 characters
+PODMAN=(podman --root "$WORK/storage" --runroot "$RUNROOT" --storage-driver "$DRIVER" --cgroup-manager cgroupfs
         --events-backend file --runtime "$RUNTIME")
 # --no-healthcheck: podman would schedule the image's HEALTHCHECK with systemd timers (none here); the same
 # command is run explicitly below.
@@ -58,13 +59,13 @@ RUN_OPTS=(--rm --network host --no-healthcheck --ulimit nofile=4096:4096 --ulimi
 
 cleanup() {
     if [ "$KEEP" = 1 ]; then
-        echo "build-test.sh: kept $WORK (podman --root $WORK/storage --runroot $WORK/runroot --storage-driver $DRIVER)"
+        echo "build-test.sh: kept $WORK (podman --root $WORK/storage --runroot $RUNROOT --storage-driver $DRIVER)"
     else
         "${PODMAN[@]}" rm -af >/dev/null 2>&1 || true
         "${PODMAN[@]}" rmi -af >/dev/null 2>&1 || true
         # overlay: unmount anything podman left mounted below the work directory before removing it
         awk -v w="$WORK" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-        rm -rf "$WORK"
+        rm -rf "$WORK" "$RUNROOT"
     fi
 }
 trap cleanup EXIT

@@ -181,7 +181,7 @@ def test_build_test_script_builds_the_image_and_runs_selfcheck_and_a_job_in_it(t
             pytest.fail(f"CI must run the container build test: {reason}")
         pytest.skip(reason)
     if os.geteuid() != 0:
-        pytest.skip("the build test runs podman with vfs storage and debootstrap as root (CI runs as root)")
+        pytest.skip("the build test runs podman with its own storage and debootstrap as root (CI runs as root)")
     env = dict(os.environ, XRDBATCH_BUILD_DIR=str(tmp_path / "build"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     log = tmp_path / "build-test.log"
