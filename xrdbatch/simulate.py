@@ -23,7 +23,7 @@ Two steps, split where the physics splits:
 two_theta_range=...)`` peak by peak (positions, scaled intensities, hkl families, d), from the same physics.
 
 The heavy loops are numba kernels (``cache=True``, ``nogil=True``): compiled on the first run on a machine
-(~30 s of CPU; bake it into container images by running ``xrdbatch selfcheck`` once at build time), then
+(~40 s of CPU; bake it into container images by running ``xrdbatch selfcheck`` once at build time), then
 loaded from the on-disk cache (~1 s of CPU per process). In the structure-factor kernel, phases are products
 of per-atom 1-D tables (no sin/cos per reflection and atom), the Gaussian terms of the scattering factors
 follow a two-multiplication recurrence along each row of l (no exp per reflection), and the atom sums are
