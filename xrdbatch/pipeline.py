@@ -115,10 +115,135 @@ def stage_simulate(config: dict, ctx: RunContext) -> None:
     ctx.outputs["store"] = path
 
 
-#: The pipeline, in order: (name, stage function). Later issues append features, train, report, score.
+def stage_features(config: dict, ctx: RunContext) -> None:
+    """store -> peak features written into the store (``[training] feature_set``, ``peak_params``)."""
+    from xrdbatch import features
+
+    path = ctx.outputs.get("store") or ctx.path(config["store"]["path"])
+    tr = config["training"]
+    sets = sorted({tr.get("feature_set", TRAINING_DEFAULTS["feature_set"]), "seed11"})
+    summary = features.features_to_store(path, sets, tr.get("peak_params"), client=ctx.client())
+    ctx.log(f"features: {summary}")
+    ctx.outputs["store"] = path
+
+
+def stage_train(config: dict, ctx: RunContext) -> None:
+    """store features -> model bundle (``[training]``: feature_set, split, test_size, seed, n_jobs, model)."""
+    from xrdbatch import train
+
+    tr = {**TRAINING_DEFAULTS, **config["training"]}
+    path = ctx.outputs.get("store") or ctx.path(config["store"]["path"])
+    model = ctx.path(tr["model"])
+    manifest = train.train_from_store(path, model, feature_set=tr["feature_set"], split=tr["split"],
+                                      test_size=tr["test_size"], random_state=tr["seed"],
+                                      n_jobs=tr["n_jobs"] or os.cpu_count(), calibrate=tr.get("calibrate"),
+                                      overwrite=True, log=ctx.log)
+    ctx.log(f"train: bundle {model} ({manifest['total_bytes'] / 1e6:.1f} MB)")
+    ctx.outputs["model"] = model
+
+
+def stage_report(config: dict, ctx: RunContext) -> None:
+    """model bundle -> evaluation report (metrics.json, HTML, PNG figures)."""
+    from xrdbatch import report
+
+    tr = {**TRAINING_DEFAULTS, **config["training"]}
+    model = ctx.outputs.get("model") or ctx.path(tr["model"])
+    html = report.write_report(model, ctx.path(tr["report"]))
+    ctx.log(f"report: {html}")
+    ctx.outputs["report"] = str(html)
+
+
+def stage_examples(config: dict, ctx: RunContext) -> None:
+    """Write measurement-like example files to score: ``[scoring] examples`` lists builtin prototypes as
+    ``FORMULA_SPACEGROUP`` (e.g. ``"NaCl_225"``).
+
+    A fresh machine has no measured data; these are simulated from a few well-known builtin prototypes
+    with the measurement effects of :mod:`xrdbatch.augment` (K-alpha2, broadening, zero shift, background,
+    counting noise) and written as two-column ``.xy`` files, the most common instrument export. Real files
+    are scored the same way through ``[scoring] inputs``.
+    """
+    import numpy as np
+
+    from xrdbatch import augment, simulate, sources
+    from xrdbatch.config import resolve_conditions
+    from xrdbatch.crystal import Crystal
+
+    sc = {**SCORING_DEFAULTS, **config["scoring"]}
+    if not sc["examples"]:
+        return
+    folder = ctx.path(sc["examples_dir"])
+    os.makedirs(folder, exist_ok=True)
+    catalog = sources.read_catalog(ctx.outputs.get("catalog") or ctx.path(config["sources"]["catalog"]))
+    ok = catalog[(catalog["status"] == "ok") & catalog["source"].astype(str).str.startswith("builtin")]
+    key = ok["formula"].astype(str) + "_" + ok["spacegroup_number"].astype(str)
+    picked = ok[key.isin(sc["examples"])].drop_duplicates("formula")
+    missing = sorted(set(sc["examples"]) - set(key))
+    if missing:
+        ctx.log(f"examples: {missing} are not ok rows of the builtin prototypes (FORMULA_SPACEGROUP); left out")
+    conditions = resolve_conditions({**config["conditions"], "ka2": True})
+    refls = [simulate.reflections(Crystal.from_columns(row), conditions.d_min_angstrom * 0.98)
+             for _, row in picked.iterrows()]
+    rows, _ = augment.measured_patterns(refls, conditions, seed=int(sc["examples_seed"]))
+    tt = conditions.two_theta_deg()
+    for (_, row), counts in zip(picked.iterrows(), rows):
+        name = f"{row['formula']}_{row['spacegroup_number']}.xy"
+        tmp = os.path.join(folder, f".{name}.tmp")
+        np.savetxt(tmp, np.column_stack([tt, 1000 * counts]), fmt="%.3f %.2f",
+                   header=f"simulated measurement of {row['formula']} ({row['spacegroup_symbol']}, "
+                          f"{row['crystal_system']}); 2theta_deg intensity; CuKa12")
+        os.replace(tmp, os.path.join(folder, name))
+    ctx.log(f"examples: {len(picked)} measurement-like .xy files in {folder} ({', '.join(picked['formula'])})")
+    ctx.outputs["examples"] = folder
+
+
+def stage_score(config: dict, ctx: RunContext) -> None:
+    """model + measured files -> results table (``[scoring] inputs``, plus the examples and the optional inputs
+    that exist, e.g. ``../shared/data/measured`` beside a checkout)."""
+    import pandas as pd
+
+    from xrdbatch import score
+
+    sc = {**SCORING_DEFAULTS, **config["scoring"]}
+    tr = {**TRAINING_DEFAULTS, **config["training"]}
+    inputs = list(sc["inputs"])
+    if "examples" in ctx.outputs:
+        inputs.append(ctx.outputs["examples"])
+    present = [p for p in sc["optional_inputs"] if os.path.exists(p)]
+    if present:
+        ctx.log(f"score: also scoring {present} (present on this machine)")
+    inputs += present
+    if not inputs:
+        ctx.log("score: nothing to score ([scoring] inputs is empty and no examples); skipped")
+        return
+    out = ctx.path(sc["out"])
+    model = ctx.outputs.get("model") or ctx.path(tr["model"])
+    summary = score.score(inputs, model, out, wavelength_angstrom=sc.get("wavelength_angstrom"),
+                          executor="dask", client=ctx.client(), progress=True)
+    ctx.log(f"score: {summary}")
+    table = pd.read_parquet(out) if out.endswith(".parquet") else pd.read_csv(out)
+    ok = table[table["status"] == "ok"]
+    cols = ["file", "crystal_system", "crystal_system_prob", "space_group_1", "space_group_2", "space_group_3"]
+    with pd.option_context("display.width", 160, "display.max_colwidth", 48):
+        ctx.log(ok[cols].assign(file=ok["file"].map(os.path.basename)).head(12).to_string(index=False))
+    ctx.outputs["scores"] = out
+
+
+#: ``[training]`` keys the pipeline reads (the section is open: other keys are ignored here).
+TRAINING_DEFAULTS = {"feature_set": "rich", "split": "grouped", "test_size": 0.2, "seed": 0, "n_jobs": None,
+                     "calibrate": None, "peak_params": None, "model": "model", "report": "report"}
+#: ``[scoring]`` keys the pipeline reads.
+SCORING_DEFAULTS = {"inputs": [], "optional_inputs": [], "examples": [], "examples_dir": "examples",
+                    "examples_seed": 0, "out": "scores.csv", "wavelength_angstrom": None}
+
+#: The pipeline, in order: (name, stage function).
 STAGES: list[tuple[str, Callable[[dict, RunContext], None]]] = [
     ("ingest", stage_ingest),
     ("simulate", stage_simulate),
+    ("features", stage_features),
+    ("train", stage_train),
+    ("report", stage_report),
+    ("examples", stage_examples),
+    ("score", stage_score),
 ]
 
 
