@@ -110,8 +110,8 @@ class ForestParams:
 #: Defaults chosen with bench/train.py: 160k rows fit in < 60 s on 2 cores, bundle well under 300 MB.
 DEFAULT_PARAMS = {
     "crystal_system": ForestParams(n_estimators=100, min_samples_leaf=2, max_samples=0.5),
-    "space_group": ForestParams(n_estimators=60, min_samples_leaf=2, max_samples=0.5),
-    "lattice": ForestParams(n_estimators=40, min_samples_leaf=3, max_samples=0.5, max_features=0.5),
+    "space_group": ForestParams(n_estimators=60, min_samples_leaf=3, max_samples=0.5),
+    "lattice": ForestParams(n_estimators=40, min_samples_leaf=5, max_samples=0.5, max_features=0.5),
 }
 
 #: The seed's recipe (for comparison only; its models are gigabytes at 160k rows).
