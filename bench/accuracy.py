@@ -378,7 +378,8 @@ def format_table(rows: list[dict], title: str) -> str:
 # ============================================================================ main ====
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--catalog", action="append", required=True, help="catalog Parquet (repeat)")
+    p.add_argument("--catalog", action="append", required=True,
+                   help="catalog Parquet (repeat); PATH:N gives that catalog N element-substituted variants")
     p.add_argument("--substitutions", type=int, default=0, help="element-substituted variants per structure")
     p.add_argument("--copies", type=int, default=2, help="augmented copies per pattern")
     p.add_argument("--feature-set", action="append", default=None, help="feature sets of the best model(s)")
@@ -409,15 +410,21 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
 
     refls, labels = [], []
-    for cat in args.catalog:
-        r, lab = reflections_of_catalog(cat, conditions.d_min_angstrom * 0.98, cache, args.substitutions, args.seed)
+    specs = []
+    for cat in args.catalog:  # PATH or PATH:N (N element-substituted variants for this catalog only)
+        path, _, n_sub = cat.rpartition(":")
+        specs.append((path, int(n_sub)) if n_sub.isdigit() and path else (cat, args.substitutions))
+    args.catalog = [c for c, _ in specs]
+    for cat, n_sub in specs:
+        r, lab = reflections_of_catalog(cat, conditions.d_min_angstrom * 0.98, cache, n_sub, args.seed)
         refls += r
         labels.append(lab)
     labels = pd.concat(labels, ignore_index=True)
     lattice_cols = ["id", "a", "b", "c", "alpha", "beta", "gamma"]
     lattice = pd.concat([pd.read_parquet(c, columns=lattice_cols) for c in args.catalog]).drop_duplicates("id")
     labels = labels.merge(lattice, on="id", how="left")  # variants keep their parent's cell (for bundles)
-    name = _key([os.path.abspath(c) for c in args.catalog], args.substitutions, args.seed)
+    name = _key([os.path.abspath(c) for c in args.catalog], args.substitutions, args.seed) if all(
+        n == args.substitutions for _, n in specs) else _key([(os.path.abspath(c), n) for c, n in specs], args.seed)
     print(f"training structures: {len(refls)} patterns; crystal systems "
           f"{labels['crystal_system'].value_counts().to_dict()}")
 
