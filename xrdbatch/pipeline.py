@@ -174,6 +174,8 @@ def stage_examples(config: dict, ctx: RunContext) -> None:
     folder = ctx.path(sc["examples_dir"])
     os.makedirs(folder, exist_ok=True)
     catalog = sources.read_catalog(ctx.outputs.get("catalog") or ctx.path(config["sources"]["catalog"]))
+    if not catalog["source"].astype(str).str.startswith("builtin").any():
+        catalog = sources.ingest(["builtin:prototypes"], executor="serial")  # a run without them as sources
     ok = catalog[(catalog["status"] == "ok") & catalog["source"].astype(str).str.startswith("builtin")]
     key = ok["formula"].astype(str) + "_" + ok["spacegroup_number"].astype(str)
     picked = ok[key.isin(sc["examples"])].drop_duplicates("formula")
