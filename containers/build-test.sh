@@ -65,6 +65,8 @@ cleanup() {
         "${PODMAN[@]}" rmi -af >/dev/null 2>&1 || true
         # overlay: unmount anything podman left mounted below the work directory before removing it
         awk -v w="$WORK" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+        # a --rm container's cleanup runs asynchronously (conmon's exit command) and may recreate the runroot
+        for _ in $(seq 20); do pgrep -f "conmon.*$RUNROOT" >/dev/null || break; sleep 0.5; done
         rm -rf "$WORK" "$RUNROOT"
     fi
 }
