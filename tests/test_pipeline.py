@@ -35,7 +35,7 @@ def test_demo_config_is_valid_and_sized_for_two_cores():
 def test_run_makes_catalog_and_store_and_reruns_without_redoing(tmp_path):
     cfg = config.load_config(pipeline.DEMO_CONFIG, [*SMALL, f"out_dir='{tmp_path / 'run'}'"])
     lines: list[str] = []
-    outputs = pipeline.run(cfg, log=lines.append)
+    outputs = pipeline.run(cfg, stages=["ingest", "simulate"], log=lines.append)
     assert set(outputs) >= {"catalog", "store"}
     ds = store.open_dataset(outputs["store"])
     assert ds.sizes["structure"] == 40 and ds.attrs["conditions"] == config.resolve_conditions(cfg["conditions"]).to_json()
@@ -45,7 +45,7 @@ def test_run_makes_catalog_and_store_and_reruns_without_redoing(tmp_path):
     assert any("outputs in" in line for line in lines)
 
     again: list[str] = []
-    pipeline.run(cfg, log=again.append)
+    pipeline.run(cfg, stages=["ingest", "simulate"], log=again.append)
     assert any("up to date" in line for line in again)
     assert any("0 run now, 3 already done" in line for line in again)
 
@@ -53,7 +53,8 @@ def test_run_makes_catalog_and_store_and_reruns_without_redoing(tmp_path):
 @pytest.mark.slow
 def test_demo_command_says_where_its_outputs_are(tmp_path):
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "xrdbatch.cli", "demo", "--out", str(out)] + [a for s in SMALL for a in ("--set", s)]
+    cmd = [sys.executable, "-m", "xrdbatch.cli", "demo", "--out", str(out), "--stages", "ingest,simulate"]
+    cmd += [a for s in SMALL for a in ("--set", s)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert f"outputs in {out}" in result.stdout

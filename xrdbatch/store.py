@@ -606,14 +606,7 @@ def read_catalog_info(path: str) -> CatalogInfo:
 
     from xrdbatch.crystal import CRYSTAL_COLUMNS
 
-    try:
-        from xrdbatch.sources import catalog_hash
-    except ImportError:  # TEMPORARY until sources.py (issue 2) lands: same definition (sha256 of the file)
-        import hashlib
-
-        def catalog_hash(p):
-            with open(p, "rb") as fh:
-                return hashlib.file_digest(fh, "sha256").hexdigest()
+    from xrdbatch.sources import catalog_hash
 
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
