@@ -22,30 +22,7 @@ import sys
 import time
 import warnings
 
-
-def _timed_task(task, options):
-    """Run one ingest task in a worker; return (records, worker CPU seconds)."""
-    from xrdbatch import sources
-
-    c0 = time.process_time()
-    n = sources.run_task_table(task, options).num_rows
-    return n, time.process_time() - c0
-
-
-def parallel_rate(specs, workers: int, **plan_kw):
-    """Ingest tasks on ``workers`` forked processes: (records, wall s, summed worker CPU s)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    from xrdbatch import sources
-
-    tasks = sources.plan(specs, **plan_kw)
-    options = sources.Options()
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-        results = list(pool.map(_timed_task, tasks, [options] * len(tasks)))
-    wall = time.perf_counter() - t0
-    return sum(n for n, _ in results), wall, sum(c for _, c in results)
+from ingest import parallel_rate  # the same parallel timing as bench/ingest.py (bench/ is on sys.path)
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,6 @@ with a message that says what to do.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xrdbatch.hashes import file_sha256 as sha256_file
+
 FORMAT = "xrdbatch-bundle/1"
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.parquet"
@@ -42,12 +43,6 @@ class BundleError(ValueError):
     """A bundle that cannot be used: missing, tampered with, or made by incompatible versions."""
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_versions() -> dict:

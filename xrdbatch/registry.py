@@ -25,13 +25,15 @@ the endpoint from ``endpoint_url=`` or ``$XRDBATCH_S3_ENDPOINT_URL`` (or botocor
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
 import shutil
 import uuid
 from pathlib import Path
+
+from xrdbatch.hashes import bytes_sha256 as sha256_bytes
+from xrdbatch.hashes import file_sha256 as sha256_file
 
 MANIFEST = "manifest.json"
 MARKER = "PUBLISHED.json"
@@ -49,16 +51,6 @@ class RegistryError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- helpers ----
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def storage_options(url: str, endpoint_url: str | None = None) -> dict:

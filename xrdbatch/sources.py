@@ -1366,8 +1366,6 @@ def read_catalog(path):
 
 def catalog_hash(path) -> str:
     """sha256 of the catalog file's bytes (recorded by later stages to tie outputs to their input)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from xrdbatch.hashes import file_sha256
+
+    return file_sha256(path)
