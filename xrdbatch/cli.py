@@ -601,7 +601,11 @@ COMMANDS: dict = {
 def build_parser() -> argparse.ArgumentParser:
     from xrdbatch import __version__
 
-    parser = argparse.ArgumentParser(prog="xrdbatch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="xrdbatch",
+        description="Learn crystal structure from powder X-ray diffraction, in batch: ingest structures, simulate "
+                    "patterns (Dask -> Zarr), extract peak features, train ExtraTrees, report, score measured files.",
+        epilog="Start with `xrdbatch demo`; `xrdbatch COMMAND --help` for each verb.")
     parser.add_argument("--version", action="version", version=f"xrdbatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
