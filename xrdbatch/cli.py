@@ -581,20 +581,21 @@ def _add_cluster_options(p):
     g.add_argument("--threads-per-worker", type=int, default=None, help="LocalCluster threads per worker")
 
 
+#: Verbs in pipeline order (the order `xrdbatch --help` lists them).
 COMMANDS: dict = {
-    "score": (_add_score, _cmd_score),
-    "models": (_add_models, _cmd_models),
-    "ingest": (_add_ingest, _cmd_ingest),
-    "simulate": (_add_simulate, _cmd_simulate),
-    "retarget": (_add_retarget, _cmd_retarget),
     "demo": (_add_demo, _cmd_demo),
     "run": (_add_run, _cmd_run),
     "config": (_add_config, _cmd_config),
-    "jobs": (_add_jobs, _cmd_jobs),
-    "selfcheck": (_add_selfcheck, _cmd_selfcheck),
+    "ingest": (_add_ingest, _cmd_ingest),
+    "simulate": (_add_simulate, _cmd_simulate),
+    "retarget": (_add_retarget, _cmd_retarget),
     "features": (_add_features, _cmd_features),
     "train": (_add_train, _cmd_train),
     "report": (_add_report, _cmd_report),
+    "score": (_add_score, _cmd_score),
+    "models": (_add_models, _cmd_models),
+    "jobs": (_add_jobs, _cmd_jobs),
+    "selfcheck": (_add_selfcheck, _cmd_selfcheck),
 }
 
 
