@@ -120,8 +120,8 @@ def stage_features(config: dict, ctx: RunContext) -> None:
     from xrdbatch import features
 
     path = ctx.outputs.get("store") or ctx.path(config["store"]["path"])
-    tr = config["training"]
-    sets = sorted({tr.get("feature_set", TRAINING_DEFAULTS["feature_set"]), "seed11"})
+    tr = _section(config, "training")
+    sets = sorted({tr["feature_set"], "seed11"})
     summary = features.features_to_store(path, sets, tr.get("peak_params"), client=ctx.client())
     ctx.log(f"features: {summary}")
     ctx.outputs["store"] = path
@@ -131,7 +131,7 @@ def stage_train(config: dict, ctx: RunContext) -> None:
     """store features -> model bundle (``[training]``: feature_set, split, test_size, seed, n_jobs, model)."""
     from xrdbatch import train
 
-    tr = {**TRAINING_DEFAULTS, **config["training"]}
+    tr = _section(config, "training")
     path = ctx.outputs.get("store") or ctx.path(config["store"]["path"])
     model = ctx.path(tr["model"])
     manifest = train.train_from_store(path, model, feature_set=tr["feature_set"], split=tr["split"],
@@ -146,7 +146,7 @@ def stage_report(config: dict, ctx: RunContext) -> None:
     """model bundle -> evaluation report (metrics.json, HTML, PNG figures)."""
     from xrdbatch import report
 
-    tr = {**TRAINING_DEFAULTS, **config["training"]}
+    tr = _section(config, "training")
     model = ctx.outputs.get("model") or ctx.path(tr["model"])
     html = report.write_report(model, ctx.path(tr["report"]))
     ctx.log(f"report: {html}")
@@ -168,7 +168,7 @@ def stage_examples(config: dict, ctx: RunContext) -> None:
     from xrdbatch.config import resolve_conditions
     from xrdbatch.crystal import Crystal
 
-    sc = {**SCORING_DEFAULTS, **config["scoring"]}
+    sc = _section(config, "scoring")
     if not sc["examples"]:
         return
     folder = ctx.path(sc["examples_dir"])
@@ -205,8 +205,8 @@ def stage_score(config: dict, ctx: RunContext) -> None:
 
     from xrdbatch import score
 
-    sc = {**SCORING_DEFAULTS, **config["scoring"]}
-    tr = {**TRAINING_DEFAULTS, **config["training"]}
+    sc = _section(config, "scoring")
+    tr = _section(config, "training")
     inputs = list(sc["inputs"])
     if "examples" in ctx.outputs:
         inputs.append(ctx.outputs["examples"])
@@ -236,6 +236,13 @@ TRAINING_DEFAULTS = {"feature_set": "rich", "split": "grouped", "test_size": 0.2
 #: ``[scoring]`` keys the pipeline reads.
 SCORING_DEFAULTS = {"inputs": [], "optional_inputs": [], "examples": [], "examples_dir": "examples",
                     "examples_seed": 0, "out": "scores.csv", "wavelength_angstrom": None}
+
+def _section(config: dict, name: str) -> dict:
+    """The open ``[training]`` / ``[scoring]`` section over the keys and defaults the stages read."""
+    return {**_OPEN_DEFAULTS[name], **config[name]}
+
+
+_OPEN_DEFAULTS = {"training": TRAINING_DEFAULTS, "scoring": SCORING_DEFAULTS}
 
 #: The pipeline, in order: (name, stage function).
 STAGES: list[tuple[str, Callable[[dict, RunContext], None]]] = [
