@@ -41,6 +41,25 @@ def test_scheduler_address_and_file_connect_to_a_running_cluster(tmp_path):
         assert lc.status.name == "running"  # connecting never shuts a cluster down
 
 
+def test_dask_scheduler_address_setting_is_honoured(monkeypatch):
+    """$DASK_SCHEDULER_ADDRESS (the Dask Kubernetes operator sets it in the job pod) means that cluster, not a new one."""
+    import dask
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", lc.scheduler_address)
+        dask.config.refresh()
+        try:
+            lines = []
+            with cluster.get_client(log=lines.append) as client:
+                assert client.scheduler.address == lc.scheduler_address
+            assert f"scheduler {lc.scheduler_address}" in lines[0]
+        finally:
+            monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
+            dask.config.refresh()
+        assert dask.config.get("scheduler-address", None) is None
+
+
 def test_errors_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="start the scheduler first"):
         with cluster.get_client(scheduler_file=str(tmp_path / "missing.json")):

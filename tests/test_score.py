@@ -101,7 +101,7 @@ def test_wavelength_fallbacks_and_range_flag():
 
 
 # --------------------------------------------------------------------- with a real bundle ----
-def small_bundle(out, n_rows: int = 3000, n_estimators: int = 15):
+def small_bundle(out, n_rows: int = 3000, n_estimators: int = 15, calibrate: str | None = None):
     """A real (small) bundle from the project's train stage: ICSD-like synthetic seed11 features, CuKa 5-90."""
     from xrdbatch import features, train
 
@@ -109,7 +109,8 @@ def small_bundle(out, n_rows: int = 3000, n_estimators: int = 15):
     params = {k: train.ForestParams(n_estimators=n_estimators, min_samples_leaf=2) for k in
               ("crystal_system", "space_group", "lattice")}
     train.train_arrays(X, labels, out, feature_set="seed11", feature_names=features.feature_names("seed11"),
-                       peak_params={}, conditions=CU, model_params=params, n_jobs=1, log=lambda *a: None)
+                       peak_params={}, conditions=CU, model_params=params, n_jobs=1, log=lambda *a: None,
+                       calibrate=calibrate)
     return out
 
 
@@ -293,3 +294,55 @@ def test_cli_score_with_a_registry_url(model_dir, tmp_path, monkeypatch, capsys)
     assert hashlib.sha256(victim.read_bytes()).hexdigest() != hashlib.sha256(b"tampered").hexdigest()
     assert cli.main(["score", "--model", str(tmp_path / "nope"), str(tmp_path / "in"), "--out",
                      str(tmp_path / "x.csv"), "--executor", "serial"]) == 2
+
+
+@pytest.mark.slow
+def test_abstention_threshold_and_target_accuracy(model_dir, tmp_path, capsys):
+    """--abstain P empties the answer below P (probability kept); --abstain-accuracy reads the bundle's
+    held-out threshold; a bundle without calibration gets a clear error; old outputs merge on --resume."""
+    from xrdbatch import cli
+
+    kinds = make_fuzz_folder(tmp_path / "in")
+    plain = tmp_path / "plain.parquet"
+    score.score([tmp_path / "in"], str(model_dir), plain)
+    base = pd.read_parquet(plain)
+    ok = base["status"] == "ok"
+    assert (base.loc[ok, "abstained"] == False).all() and base.loc[~ok, "abstained"].isna().all()  # noqa: E712
+    threshold = float(base.loc[ok, "crystal_system_prob"].median())
+    out = tmp_path / "abstain.parquet"
+    summary = score.score([tmp_path / "in"], str(model_dir), out, abstain=threshold)
+    df = pd.read_parquet(out).set_index(["file", "pattern"]).loc[base.set_index(["file", "pattern"]).index]
+    low = (base["crystal_system_prob"] < threshold).to_numpy() & ok.to_numpy()
+    assert 0 < low.sum() < ok.sum() and summary["abstained"] == low.sum()
+    assert (df["abstained"].to_numpy()[low]).all() and not df["abstained"].to_numpy()[ok.to_numpy() & ~low].any()
+    assert (df["crystal_system"].to_numpy()[low] == "").all()
+    assert df["space_group_1"].isna().to_numpy()[low].all() and df["a"].isna().to_numpy()[low].all()
+    np.testing.assert_allclose(df["crystal_system_prob"].to_numpy(float), base["crystal_system_prob"].to_numpy(float))
+    kept = ok.to_numpy() & ~low
+    assert df["crystal_system"].to_numpy()[kept].tolist() == base["crystal_system"].to_numpy()[kept].tolist()
+
+    # no calibration record: a clear error before any work, naming the bundle and the way out
+    with pytest.raises(ValueError, match="no calibration record.*--calibrate"):
+        score.score([tmp_path / "in"], str(model_dir), tmp_path / "x.parquet", abstain_accuracy=0.9)
+    calibrated = small_bundle(tmp_path / "calibrated", calibrate="isotonic")
+    thresholds = __import__("json").loads((calibrated / "manifest.json").read_text())["training"]["calibration"][
+        "abstain_thresholds"]
+    assert score.abstain_threshold(calibrated, 0.9) == pytest.approx(thresholds["0.9"])
+    with pytest.raises(ValueError, match="no abstention threshold for accuracy 0.7.*0.8, 0.9, 0.95"):
+        score.abstain_threshold(calibrated, 0.7)
+    rc = cli.main(["score", "--model", str(calibrated), str(tmp_path / "in"), "--out", str(tmp_path / "c.csv"),
+                   "--executor", "serial", "--abstain-accuracy", "0.8"])
+    assert rc == 0 and "abstained (crystal-system probability <" in capsys.readouterr().out
+    csv = pd.read_csv(tmp_path / "c.csv")
+    assert csv.loc[csv["status"] == "ok", "abstained"].isin([True, False]).all()
+    assert cli.main(["score", "--model", str(calibrated), str(tmp_path / "in"), "--out", str(tmp_path / "d.csv"),
+                     "--executor", "serial", "--abstain", "1.5"]) == 2
+
+    # an output written before the abstained column existed still merges on --resume
+    old = pd.read_parquet(plain).drop(columns=["abstained"])
+    old = old[old["file"] != old["file"].iloc[0]]
+    old.to_parquet(plain)
+    again = score.score([tmp_path / "in"], str(model_dir), plain, resume=True)
+    merged = pd.read_parquet(plain)
+    assert again["files"] == len(kinds) and len(merged) == len(base)
+    assert merged["abstained"].isna().sum() >= len(old)

@@ -276,6 +276,12 @@ def _add_score(sub):
     p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
     p.add_argument("--endpoint-url", default=None,
                    help="S3-compatible endpoint for an s3:// --model (or $XRDBATCH_S3_ENDPOINT_URL)")
+    a = p.add_mutually_exclusive_group()
+    a.add_argument("--abstain", type=float, default=None, metavar="P",
+                   help="abstain (empty answer, abstained=true) where the crystal-system probability is below P")
+    a.add_argument("--abstain-accuracy", type=float, default=None, metavar="ACC",
+                   help="abstain below the bundle's threshold for this target accuracy (0.8, 0.9 or 0.95; "
+                        "needs a bundle trained with --calibrate)")
     _add_cluster_options(p)
     return p
 
@@ -295,7 +301,8 @@ def _cmd_score(args) -> int:
         except ValueError as exc:
             raise CliError(str(exc)) from None
     kw = dict(wavelength_angstrom=wavelength, format=args.format, resume=args.resume,
-              batch_size=args.batch_size, progress=True, endpoint_url=args.endpoint_url)
+              batch_size=args.batch_size, progress=True, endpoint_url=args.endpoint_url,
+              abstain=args.abstain, abstain_accuracy=args.abstain_accuracy)
     try:
         if args.executor == "serial":
             summary = score.score(args.inputs, args.model, args.out, executor="serial", **kw)
@@ -308,7 +315,10 @@ def _cmd_score(args) -> int:
         raise CliError(str(exc)) from None
     print(f"scored {summary['files']} files ({summary['skipped']} skipped as already scored): "
           f"{summary['rows']} rows, {summary['ok']} ok, {summary['errors']} errors, "
-          f"{summary['warnings']} with warnings -> {summary['out']}")
+          f"{summary['warnings']} with warnings"
+          + (f", {summary['abstained']} abstained (crystal-system probability < {summary['abstain_threshold']:.3g})"
+             if summary["abstain_threshold"] is not None else "")
+          + f" -> {summary['out']}")
     return 0
 
 

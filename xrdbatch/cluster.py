@@ -4,7 +4,9 @@ Every distributed stage (``simulate``, ``retarget``, ``ingest``, ``score``) take
 ``distributed.Client``; the command line resolves the cluster options once with
 :func:`get_client` and passes the client down, so the same library code runs on a laptop,
 inside a SLURM allocation (``--scheduler-file`` written by ``dask scheduler`` / ``dask-mpi``)
-and on any remote Dask cluster (``--scheduler-address tcp://...``).
+and on any remote Dask cluster (``--scheduler-address tcp://...``). Without either option, Dask's own
+``scheduler-address`` setting (``$DASK_SCHEDULER_ADDRESS``, as set by the Dask Kubernetes operator and
+``dask-gateway``, or a Dask config file) is honoured before an embedded cluster is started.
 
 ``distributed`` is imported inside the function (nothing happens at import time).
 """
@@ -56,7 +58,8 @@ def get_client(
     Parameters
     ----------
     scheduler_address : str, optional
-        ``tcp://host:port`` of a running scheduler. The cluster is not shut down on exit.
+        ``tcp://host:port`` of a running scheduler. The cluster is not shut down on exit. Default: Dask's
+        ``scheduler-address`` config (``$DASK_SCHEDULER_ADDRESS``) when set and no scheduler file is given.
     scheduler_file : str, optional
         JSON scheduler file (``dask scheduler --scheduler-file F``), as written inside a SLURM job.
     n_workers, threads_per_worker : int, optional
@@ -71,8 +74,11 @@ def get_client(
     ------
     distributed.Client
     """
+    import dask
     from distributed import Client, LocalCluster
 
+    if not scheduler_address and not scheduler_file:
+        scheduler_address = dask.config.get("scheduler-address", None)
     if scheduler_address and scheduler_file:
         raise ValueError(
             f"give either scheduler_address ({scheduler_address!r}) or scheduler_file ({scheduler_file!r}), not both"

@@ -17,6 +17,12 @@ Output: one row per pattern with :data:`OUTPUT_COLUMNS`; a file that cannot be r
 ``pattern = -1`` and ``status = "error"``. ``warning`` flags a wavelength taken from the model or the option
 rather than the file, and a measured range that does not cover the model's 2-theta range
 (``range_coverage`` < :data:`MIN_RANGE_COVERAGE`).
+
+Abstention (issue 8): with a threshold on the (calibrated, when the bundle was trained with ``--calibrate``)
+crystal-system probability, a pattern below it is answered with ``abstained = True`` and empty predictions
+(``crystal_system = ""``, no space groups or lattice); ``crystal_system_prob`` stays, so the reason is visible.
+The threshold is given directly, or as a target accuracy looked up in the bundle's calibration record
+(:func:`abstain_threshold`: thresholds measured on held-out simulated structures at training time).
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ PREDICTION_COLUMNS = (
 )
 OUTPUT_COLUMNS = (["file", "pattern", "status", "error"] + PREDICTION_COLUMNS
                   + ["n_peaks", "format", "sample", "wavelength_angstrom", "wavelength_source",
-                     "two_theta_min_deg", "two_theta_max_deg", "range_coverage", "warning"])
+                     "two_theta_min_deg", "two_theta_max_deg", "range_coverage", "warning", "abstained"])
+#: Prediction columns emptied when a pattern is abstained on (``crystal_system_prob`` is kept).
+ABSTAIN_BLANKED = [c for c in PREDICTION_COLUMNS if c != "crystal_system_prob"]
 
 #: Fraction of the model's 2-theta range a pattern must cover before it is flagged in ``warning``.
 MIN_RANGE_COVERAGE = 0.9
@@ -60,7 +68,7 @@ def _schema():
 
     types = {"file": pa.string(), "pattern": pa.int64(), "status": pa.string(), "error": pa.string(),
              "crystal_system": pa.string(), "n_peaks": pa.int64(), "format": pa.string(), "sample": pa.string(),
-             "wavelength_source": pa.string(), "warning": pa.string()}
+             "wavelength_source": pa.string(), "warning": pa.string(), "abstained": pa.bool_()}
     for i in range(1, 6):
         types[f"space_group_{i}"] = pa.int64()
     return pa.schema([(c, types.get(c, pa.float64())) for c in OUTPUT_COLUMNS])
@@ -79,11 +87,14 @@ class ScoreOptions:
         Used for files that do not state their wavelength; ``None`` = the model's own (with a warning).
     format : str or None
         Force one :data:`xrdbatch.readers.FORMATS` entry instead of detection.
+    abstain_threshold : float or None
+        Patterns whose crystal-system probability is below it are abstained on (see the module docstring).
     """
 
     model_dir: str
     wavelength_angstrom: float | None = None
     format: str | None = None
+    abstain_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -353,7 +364,44 @@ def score_files(files, options: ScoreOptions) -> list[dict]:
                     rows[index].update(status="error", error=f"prediction failed: {type(exc).__name__}: {exc}")
         else:
             _fill(rows, indices, pred, n_peaks)
+    if options.abstain_threshold is not None:
+        _abstain(rows, options.abstain_threshold)
     return rows
+
+
+def _abstain(rows, threshold: float) -> None:
+    """Mark (and empty) the predictions of ok rows whose crystal-system probability is below ``threshold``."""
+    for row in rows:
+        if row["status"] != "ok" or row.get("crystal_system_prob") is None:
+            continue
+        low = bool(row["crystal_system_prob"] < threshold)
+        row["abstained"] = low
+        if low:
+            row.update(dict.fromkeys(ABSTAIN_BLANKED))
+            row["crystal_system"] = ""
+
+
+def abstain_threshold(model_dir, accuracy: float) -> float:
+    """The bundle's abstention threshold for a target crystal-system ``accuracy`` (e.g. 0.9).
+
+    Read from the calibration record of the manifest (``training.calibration.abstain_thresholds``), which
+    :func:`xrdbatch.calibration.fit_for_model` measured on held-out simulated structures at training time.
+    Raises ValueError naming the bundle and the targets it has when there is no such record.
+    """
+    import json
+
+    from xrdbatch import registry
+
+    manifest = json.loads((Path(model_dir) / registry.MANIFEST).read_text())
+    thresholds = (manifest.get("training", {}).get("calibration") or {}).get("abstain_thresholds") or {}
+    if not thresholds:
+        raise ValueError(f"{model_dir}: this bundle has no calibration record, so no abstention threshold for a "
+                         "target accuracy; retrain with 'xrdbatch train --calibrate isotonic' or give --abstain P")
+    for key, value in thresholds.items():
+        if abs(float(key) - accuracy) < 1e-9:
+            return float(value)
+    raise ValueError(f"{model_dir}: no abstention threshold for accuracy {accuracy:g}; the bundle has "
+                     f"{', '.join(sorted(thresholds))} (or give a probability with --abstain P)")
 
 
 def _score_one(model, rows, member):
@@ -374,6 +422,7 @@ def _fill(rows, indices, pred, n_peaks):
             v = values[c][j]
             row[c] = v.item() if hasattr(v, "item") else v
         row["n_peaks"] = int(n_peaks[j])
+        row["abstained"] = False  # predicted; _abstain may turn it
 
 
 def rows_to_table(rows):
@@ -465,6 +514,16 @@ def _read_table(path):
     return pq.read_table(path)
 
 
+def _conform(table, schema):
+    """``table`` with ``schema``'s columns in order; columns an older output lacks (e.g. ``abstained``) as nulls."""
+    import pyarrow as pa
+
+    for name in schema.names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
+    return table.select(schema.names).cast(schema)
+
+
 def merge_parts(out, previous: bool = False) -> int:
     """Stream every part (and the previous ``out`` when ``previous``) into ``out`` atomically; remove parts.
 
@@ -484,8 +543,7 @@ def merge_parts(out, previous: bool = False) -> int:
     try:
         sources = ([out] if previous and out.exists() else []) + parts
         for source in sources:
-            table = (_read_table(source) if source == out else pq.read_table(source)).select(schema.names)
-            table = table.cast(schema)
+            table = _conform(_read_table(source) if source == out else pq.read_table(source), schema)
             writer.write_table(table)
             n += table.num_rows
     finally:
@@ -501,7 +559,8 @@ def merge_parts(out, previous: bool = False) -> int:
 # ------------------------------------------------------------------------ entry point ----
 def score(inputs, model, out, *, wavelength_angstrom: float | None = None, format: str | None = None,
           resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, executor: str = "serial", client=None,
-          progress: bool = False, endpoint_url: str | None = None) -> dict:
+          progress: bool = False, endpoint_url: str | None = None, abstain: float | None = None,
+          abstain_accuracy: float | None = None) -> dict:
     """Score measured files with a model bundle (local folder or registry URL) into ``out``.
 
     Parameters
@@ -518,11 +577,15 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
         Skip files that already have rows in ``out`` (or in leftover parts of an interrupted run).
     executor : {"serial", "dask"}
         ``"dask"`` needs ``client``.
+    abstain : float, optional
+        Abstain on patterns whose crystal-system probability is below this (0-1).
+    abstain_accuracy : float, optional
+        Instead of ``abstain``: the bundle's threshold for this target accuracy (:func:`abstain_threshold`).
 
     Returns
     -------
     dict
-        ``files, skipped, rows, ok, errors, warnings, out``.
+        ``files, skipped, rows, ok, errors, warnings, abstained, abstain_threshold, out``.
     """
     from xrdbatch import registry
 
@@ -536,6 +599,12 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
         raise FileNotFoundError(f"{model}: not a model bundle (no {registry.MANIFEST}); train one with "
                                 "'xrdbatch train' or pull one with 'xrdbatch models pull'")
     _load_model(str(Path(model_dir).resolve()))  # fail early (bad bundle) before any batch starts
+    if abstain is not None and abstain_accuracy is not None:
+        raise ValueError(f"give either abstain ({abstain}) or abstain_accuracy ({abstain_accuracy}), not both")
+    if abstain_accuracy is not None:
+        abstain = abstain_threshold(model_dir, abstain_accuracy)
+    if abstain is not None and not 0.0 <= abstain <= 1.0:
+        raise ValueError(f"abstain must be a probability between 0 and 1, got {abstain}")
     files = expand_inputs(inputs)
     pdir = parts_dir(out)
     if resume:
@@ -546,7 +615,7 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
             for stale in pdir.glob("part-*.parquet"):
                 stale.unlink()
         todo = files
-    options = ScoreOptions(str(Path(model_dir).resolve()), wavelength_angstrom, format)
+    options = ScoreOptions(str(Path(model_dir).resolve()), wavelength_angstrom, format, abstain)
     tasks = plan(todo, out, options, batch_size)
     bar = None
     if progress:
@@ -561,8 +630,10 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
     n_rows = merge_parts(out, previous=resume)
     import pyarrow.compute as pc
 
-    table = _read_table(out).select(["status", "warning"])
+    table = _read_table(out).select(["status", "warning", "abstained"])
     n_ok = pc.sum(pc.equal(table["status"], "ok")).as_py() or 0
     n_warn = pc.sum(pc.not_equal(pc.fill_null(table["warning"], ""), "")).as_py() or 0
+    n_abstained = pc.sum(pc.fill_null(table["abstained"], False).cast("int64")).as_py() or 0
     return {"files": len(files), "skipped": len(files) - len(todo), "rows": n_rows, "ok": n_ok,
-            "errors": n_rows - n_ok, "warnings": n_warn, "out": str(out)}
+            "errors": n_rows - n_ok, "warnings": n_warn, "abstained": n_abstained,
+            "abstain_threshold": abstain, "out": str(out)}
