@@ -429,8 +429,32 @@ def _block_density(peaks, k):
     return block_density(peaks, k)
 
 
+def _block_low_symmetry(peaks, k):
+    """Orthorhombic / monoclinic trial indexing, fit quality, centrings (:mod:`xrdbatch.lattice_hints`)."""
+    from xrdbatch.lattice_hints import block_low_symmetry
+
+    return block_low_symmetry(peaks, k)
+
+
+def _block_centring(peaks, k):
+    """Centring / screw conditions of the cubic, tetragonal, hexagonal cells (:mod:`xrdbatch.lattice_hints`)."""
+    from xrdbatch.lattice_hints import block_centring
+
+    return block_centring(peaks, k)
+
+
+def _block_ratios(peaks, k):
+    """Scale-free 1/d^2 ratios: pairs at small fractions, strongest lines over the first line."""
+    from xrdbatch.lattice_hints import block_ratios
+
+    return block_ratios(peaks, k)
+
+
 BLOCKS["lattice_hints"] = _block_lattice_hints
 BLOCKS["density"] = _block_density
+BLOCKS["low_symmetry"] = _block_low_symmetry
+BLOCKS["centring"] = _block_centring
+BLOCKS["ratios"] = _block_ratios
 
 
 @dataclass(frozen=True)
@@ -469,6 +493,12 @@ FEATURE_SETS: dict[str, FeatureSpec] = {
                              ("counts", 1), ("lattice_hints", 1), ("density", 1)),
                             "rich + Q of the 10 strongest, trial-indexing scores (cubic/tetragonal/hexagonal) and "
                             "peak density per estimated cell volume: for measured patterns"),
+    "indexed": FeatureSpec((("q", 20), ("q2_ratio", 10), ("height", 10), ("strongest_q", 10), ("count", 1),
+                            ("counts", 1), ("lattice_hints", 1), ("density", 1), ("low_symmetry", 1),
+                            ("centring", 1), ("ratios", 1)),
+                           "measured + orthorhombic/monoclinic trial indexing (excess over chance, M20-like fit, "
+                           "fitted volume against peak density, centring/glide excesses), centring of the cubic/"
+                           "tetragonal/hexagonal cells, scale-free 1/d^2 ratio features"),
 }
 
 

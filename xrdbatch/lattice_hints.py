@@ -180,18 +180,22 @@ def _scores_kernel(xs, tols, counts, shifts, cubic, tet, hexa, seed_n, seed_m_te
             out[p, 1 + fam] = best / k if best > -1e8 else 0.0
 
 
-def _tested_peaks(peaks, wavelength_hint: float = 1.5406):
-    """(x (n, K) ascending 1/d^2 of the K strongest peaks, NaN-padded; tolerances (n, K); counts (n,))."""
+def _tested_peaks(peaks, K: int = N_TEST_PEAKS, with_rank: bool = False):
+    """(x (n, K) ascending 1/d^2 of the K strongest peaks, NaN-padded; tolerances (n, K); counts (n,)).
+
+    With ``with_rank``, also the strength rank (n, K) of each tested peak (0 = strongest, -1 padding).
+    """
     n = peaks.n_patterns
-    K = N_TEST_PEAKS
     xs = np.full((n, K), np.nan)
     tols = np.full((n, K), np.nan)
     counts = np.zeros(n, dtype=np.int64)
+    ranks = np.full((n, K), -1, dtype=np.int64)
     if peaks.pattern.size == 0:
-        return xs, tols, counts
+        return (xs, tols, counts, ranks) if with_rank else (xs, tols, counts)
     order = np.lexsort((-peaks.height, peaks.pattern))  # by pattern, strongest first
     rank = np.arange(order.size) - peaks.offsets[peaks.pattern[order]]
     sel = order[rank < K]
+    srank = rank[rank < K]
     pat = peaks.pattern[sel]
     q = peaks.q_per_angstrom[sel]
     x = (q / (2 * np.pi)) ** 2
@@ -203,14 +207,15 @@ def _tested_peaks(peaks, wavelength_hint: float = 1.5406):
     tol = 4 * np.sin(theta) * np.cos(theta) * dtheta / lam ** 2 + 2e-4 * x
     # sort each pattern's tested peaks by x ascending
     o2 = np.lexsort((x, pat))
-    pat, x, tol = pat[o2], x[o2], tol[o2]
+    pat, x, tol, srank = pat[o2], x[o2], tol[o2], srank[o2]
     counts = np.bincount(pat, minlength=n).astype(np.int64)
     start = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=start[1:])
     col = np.arange(pat.size) - start[pat]
     xs[pat, col] = x
     tols[pat, col] = tol
-    return xs, tols, counts
+    ranks[pat, col] = srank
+    return (xs, tols, counts, ranks) if with_rank else (xs, tols, counts)
 
 
 def indexing_scores(peaks) -> np.ndarray:
@@ -254,3 +259,813 @@ def block_lattice_hints(peaks, k):
 
 def block_density(peaks, k):
     return density_features(peaks), ["log_density_all", "log_density_5pct", "log_density_20pct"]
+
+
+# ================================================================== low-symmetry trial indexing ====
+# Orthorhombic: x = h^2 A + k^2 B + l^2 C; monoclinic (unique axis u): x = h^2 A + k^2 B + l^2 C + 2 h l D.
+#
+# The search is ITO's zone idea cut down to what fits in ~1 ms per pattern:
+#   1. rectangular zones (h k 0): two of the lowest-angle tested lines given (h^2, k^2) in {0, 1, 4}^2
+#      -> (A, B); each zone is scored by its own excess over chance; the best N_ZONES are kept;
+#   2. a third axis: every low line not indexed by the zone, given (h, k, l) with h, k <= 2 and l in {1, 2},
+#      -> C; the full 3-D cell is scored (pruned by the bound k - chance <= best);
+#   3. monoclinic: for the best orthorhombic cells and each choice of unique axis, the lines the cell leaves
+#      unindexed vote for D = (x - i^2 P - j^2 U - l^2 R) / (2 i l) (a Hough transform over small indices);
+#      the densest D values are scored as monoclinic cells.
+# Chance matches are analytic here (the three-parameter searches would pay 4x for shifted copies): a cell
+# with reciprocal volume V* has (4 pi / 3) x^(3/2) / (V* m) distinct lines below x (m = 8 orthorhombic,
+# 4 monoclinic, further halved per centring condition), so a line with tolerance t is hit by chance with
+# probability 1 - exp(-2 t dN/dx), dN/dx = 2 pi x^(1/2) / (V* m).
+# Reference: Visser, J. Appl. Cryst. 2 (1969) 89 (ITO); Werner et al., J. Appl. Cryst. 18 (1985) 367 (TREOR);
+# de Wolff, J. Appl. Cryst. 1 (1968) 108 (M20).
+
+#: Strongest peaks tested against orthorhombic / monoclinic trial cells.
+N_TEST_PEAKS_LOW = 20
+#: Lowest-angle tested peaks that seed the zones (and the third axis).
+N_SEED_PEAKS_LOW = 6
+#: Rectangular zones kept for the third axis.
+N_ZONES = 4
+#: Orthorhombic cells kept for the monoclinic search (a monoclinic pattern's true a*, b*, c* cell indexes only
+#: its h0l-free lines, so it ranks below cells that fit more lines by chance: keep enough of them).
+N_ORTHO_KEEP = 10
+#: Best orthorhombic cells on which the centring conditions are tested.
+N_CENTRING_CELLS = 4
+#: Trial cells predicting more lines than this many per tested peak are not scored (they index anything).
+MAX_LINES_PER_PEAK = 8.0
+#: Longest cell edge tried (angstrom): A = 1/a^2 >= 1/MAX_EDGE^2.
+MAX_EDGE_ANGSTROM = 30.0
+
+#: Orthorhombic reflection conditions (h k l all >= 0): P, C (h+k even), A (k+l), B (h+l), I (h+k+l), F.
+ORTHO_CONDITIONS = ("P", "C", "A", "B", "I", "F")
+_ORTHO_FRAC = np.array([1.0, 0.5, 0.5, 0.5, 0.5, 0.25])
+#: Monoclinic reflection conditions (axes p, u (unique), r): P, C-like (p+u even), A-like (u+r even),
+#: I (p+u+r even), glide along r (p u=0 r: r even), glide along p (p even when u = 0).
+MONO_CONDITIONS = ("P", "Cpu", "Aur", "I", "glide_r", "glide_p")
+_MONO_FRAC = np.array([1.0, 0.5, 0.5, 0.5, 0.75, 0.75])
+
+_ZONE_SQ = np.array([[1, 0], [0, 1], [1, 1], [4, 0], [0, 4], [4, 1], [1, 4], [4, 4]], dtype=np.int64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ortho_ok(h, k, l, cond):
+    if cond == 0:
+        return True
+    if cond == 1:
+        return (h + k) % 2 == 0
+    if cond == 2:
+        return (k + l) % 2 == 0
+    if cond == 3:
+        return (h + l) % 2 == 0
+    if cond == 4:
+        return (h + k + l) % 2 == 0
+    return (h % 2 == k % 2) and (k % 2 == l % 2)
+
+
+@njit(cache=True, nogil=True)
+def _resid_ortho(xj, tj, a, b, c, cond):
+    """Smallest |h^2 a + k^2 b + l^2 c - xj| over allowed (h, k, l) != 0, or -1 when above ``tj``."""
+    best = -1.0
+    lmax = int(math.sqrt((xj + tj) / c))
+    for l in range(lmax + 1):
+        r1 = xj - l * l * c
+        kmax = int(math.sqrt(max(r1 + tj, 0.0) / b))
+        for k in range(kmax + 1):
+            r = r1 - k * k * b
+            h0 = int(math.sqrt(max(r, 0.0) / a))
+            for h in range(h0, h0 + 2):
+                if h == 0 and k == 0 and l == 0:
+                    continue
+                e = abs(h * h * a - r)
+                if e <= tj and (best < 0 or e < best) and _ortho_ok(h, k, l, cond):
+                    best = e
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _chance(x, tol, n, c_vol, c_face, c_edge):
+    """Expected chance matches of ``n`` lines for a line density ``c_vol x^(1/2) + c_face + c_edge x^(-1/2)``.
+
+    The three terms are the volume, face and edge terms of the lattice-point count (Euler-Maclaurin: the
+    planes and axes through the origin hold extra distinct lines that a volume estimate alone misses,
+    which matters for the few lowest lines of a small cell).
+    """
+    s = 0.0
+    for j in range(n):
+        sx = math.sqrt(x[j])
+        s += 1.0 - math.exp(-2.0 * tol[j] * (c_vol * sx + c_face + c_edge / sx))
+    return s
+
+
+@njit(cache=True, nogil=True)
+def _chance_ortho(x, tol, n, a, b, c, frac):
+    c_vol = frac * math.pi / 4.0 / math.sqrt(a * b * c)
+    c_face = frac * math.pi / 8.0 * (1.0 / math.sqrt(b * c) + 1.0 / math.sqrt(a * c) + 1.0 / math.sqrt(a * b))
+    c_edge = frac / 8.0 * (1.0 / math.sqrt(a) + 1.0 / math.sqrt(b) + 1.0 / math.sqrt(c))
+    return _chance(x, tol, n, c_vol, c_face, c_edge)
+
+
+@njit(cache=True, nogil=True)
+def _n_calc_ortho(x, a, b, c):
+    """Approximate number of distinct orthorhombic lines below ``x`` (volume + face + edge terms)."""
+    return (math.pi / 6.0 * x ** 1.5 / math.sqrt(a * b * c)
+            + math.pi / 8.0 * x * (1.0 / math.sqrt(b * c) + 1.0 / math.sqrt(a * c) + 1.0 / math.sqrt(a * b))
+            + 0.25 * math.sqrt(x) * (1.0 / math.sqrt(a) + 1.0 / math.sqrt(b) + 1.0 / math.sqrt(c)))
+
+
+@njit(cache=True, nogil=True)
+def _n_calc_mono(x, p, u, r, d):
+    det2 = max(p * r - d * d, 1e-30)
+    return (math.pi / 3.0 * x ** 1.5 / math.sqrt(u * det2) + math.pi / 4.0 * x / math.sqrt(det2)
+            + 0.5 * math.sqrt(x / u))
+
+
+@njit(cache=True, nogil=True)
+def _zone_hits(x, tol, n, a, b):
+    hits = 0
+    for j in range(n):
+        kmax = int(math.sqrt((x[j] + tol[j]) / b))
+        for k in range(kmax + 1):
+            r = x[j] - k * k * b
+            h0 = int(math.sqrt(max(r, 0.0) / a))
+            ok = False
+            for h in range(h0, h0 + 2):
+                if (h > 0 or k > 0) and abs(h * h * a - r) <= tol[j]:
+                    ok = True
+                    break
+            if ok:
+                hits += 1
+                break
+    return hits
+
+
+@njit(cache=True, nogil=True)
+def _ortho_eval(x, tol, n, a, b, c, cond, frac):
+    """(hits, chance, mean residual) of an orthorhombic cell under a reflection condition."""
+    hits = 0
+    res = 0.0
+    for j in range(n):
+        e = _resid_ortho(x[j], tol[j], a, b, c, cond)
+        if e >= 0:
+            hits += 1
+            res += e
+    chance = _chance_ortho(x, tol, n, a, b, c, frac)
+    return hits, chance, res / max(hits, 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mono_ok(i, j, l, cond):
+    if cond == 0:
+        return True
+    if cond == 1:
+        return (i + j) % 2 == 0
+    if cond == 2:
+        return (j + l) % 2 == 0
+    if cond == 3:
+        return (i + j + l) % 2 == 0
+    if cond == 4:
+        return j != 0 or l % 2 == 0
+    return j != 0 or i % 2 == 0
+
+
+@njit(cache=True, nogil=True)
+def _resid_mono(xj, tj, p, u, r, d, cond):
+    """Smallest residual of x = i^2 p + j^2 u + l^2 r + 2 i l d over allowed (i, j, l), or -1."""
+    best = -1.0
+    rr = r - d * d / p  # minimum over i of the (i, l) form per l^2
+    if rr <= 0:
+        return best
+    lmax = int(math.sqrt((xj + tj) / rr))
+    jmax = int(math.sqrt((xj + tj) / u))
+    for j in range(jmax + 1):
+        r1 = xj - j * j * u
+        for l in range(-lmax, lmax + 1):
+            # p i^2 + 2 l d i + (l^2 r - r1) = 0
+            q = l * l * r - r1
+            disc = l * l * d * d - p * q
+            if disc < -tj * p:
+                continue
+            sd = math.sqrt(max(disc, 0.0))
+            for root in ((-l * d + sd) / p, (-l * d - sd) / p):
+                i = int(math.floor(root + 0.5))
+                if i == 0 and j == 0 and l == 0:
+                    continue
+                e = abs(p * i * i + 2 * i * l * d + q)
+                if e <= tj and (best < 0 or e < best) and _mono_ok(i, j, l, cond):
+                    best = e
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _mono_eval(x, tol, n, p, u, r, d, cond, frac):
+    hits = 0
+    res = 0.0
+    for j in range(n):
+        e = _resid_mono(x[j], tol[j], p, u, r, d, cond)
+        if e >= 0:
+            hits += 1
+            res += e
+    det = u * (p * r - d * d)
+    if det <= 0:
+        return 0, 1e9, 0.0
+    chance = _chance(x, tol, n, frac * math.pi / 2.0 / math.sqrt(det), frac * math.pi / 4.0 / math.sqrt(p * r - d * d),
+                     frac * 0.25 / math.sqrt(u))
+    return hits, chance, res / max(hits, 1)
+
+
+#: Columns of :func:`low_symmetry_features`.
+LOW_SYMMETRY_NAMES = (
+    "index_excess_orthorhombic", "index_excess_monoclinic", "index_mono_minus_ortho",
+    "index_matched_orthorhombic", "index_matched_monoclinic",
+    "index_log_m_orthorhombic", "index_log_m_monoclinic",
+    "index_log_lines_per_peak_orthorhombic", "index_log_lines_per_peak_monoclinic",
+    "index_strong5_matched_orthorhombic",
+    "ortho_axis_log_ratio_min", "ortho_axis_log_ratio_max", "mono_abs_cos_beta",
+    "ortho_excess_C_minus_P", "ortho_excess_I_minus_P", "ortho_excess_F_minus_P",
+    "mono_excess_C_minus_P", "mono_excess_I_minus_P", "mono_excess_glide_minus_P",
+)
+
+
+@njit(cache=True, nogil=True)
+def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, n_zones, n_keep, a_min,
+                     max_lines_per_peak, out):
+    """One pattern: x (n,) ascending, strong (n,) bool = among the 5 strongest. Fills out (19,)."""
+    ns = min(n_seed, n)
+    # ---- 1. zones
+    zA = np.zeros(n_zones)
+    zB = np.zeros(n_zones)
+    zS = np.full(n_zones, -1e9)
+    for i in range(ns):
+        for j in range(i + 1, ns):
+            for v1 in range(zone_sq.shape[0]):
+                p1 = zone_sq[v1, 0]
+                q1 = zone_sq[v1, 1]
+                for v2 in range(zone_sq.shape[0]):
+                    p2 = zone_sq[v2, 0]
+                    q2 = zone_sq[v2, 1]
+                    det = p1 * q2 - p2 * q1
+                    if det == 0:
+                        continue
+                    a = (x[i] * q2 - x[j] * q1) / det
+                    b = (p1 * x[j] - p2 * x[i]) / det
+                    if a < b or b < a_min or a > 200 * b:
+                        continue
+                    hits = _zone_hits(x, tol, n, a, b)
+                    # zone chance: constant density pi / (4 sqrt(ab)) of (h k 0) lines
+                    s = hits - _chance(x, tol, n, 0.0, math.pi / (4.0 * math.sqrt(a * b)),
+                                       0.25 * (1.0 / math.sqrt(a) + 1.0 / math.sqrt(b)))
+                    worst = 0
+                    dup = False
+                    for z in range(n_zones):
+                        if abs(zA[z] - a) < 1e-3 * a and abs(zB[z] - b) < 1e-3 * b:
+                            dup = True
+                            if s > zS[z]:
+                                zS[z] = s
+                            break
+                        if zS[z] < zS[worst]:
+                            worst = z
+                    if not dup and s > zS[worst]:
+                        zA[worst] = a
+                        zB[worst] = b
+                        zS[worst] = s
+    # ---- 2. third axis
+    kA = np.zeros(n_keep)
+    kB = np.zeros(n_keep)
+    kC = np.zeros(n_keep)
+    kS = np.full(n_keep, -1e9)
+    kR = np.zeros(n_keep)
+    kH = np.zeros(n_keep)
+    nc = min(n, n_seed + 2)
+    for z in range(n_zones):
+        if zS[z] <= -1e8:
+            continue
+        a = zA[z]
+        b = zB[z]
+        for t in range(nc):
+            for h in range(3):
+                for k in range(3):
+                    r = x[t] - h * h * a - k * k * b
+                    if r <= 0:
+                        continue
+                    for l in range(1, 3):
+                        c = r / (l * l)
+                        if c < a_min or c > 200 * b or a > 200 * c:
+                            continue
+                        if _n_calc_ortho(x[n - 1], a, b, c) > max_lines_per_peak * n:
+                            continue
+                        chance = _chance_ortho(x, tol, n, a, b, c, 1.0)
+                        worst = 0
+                        for q in range(n_keep):
+                            if kS[q] < kS[worst]:
+                                worst = q
+                        if n - chance <= kS[worst]:
+                            continue
+                        hits, chance, res = _ortho_eval(x, tol, n, a, b, c, 0, 1.0)
+                        s = hits - chance
+                        if s <= kS[worst]:
+                            continue
+                        dup = False
+                        for q in range(n_keep):
+                            # same cell up to a permutation of the axes: same product and same sum
+                            if abs(kA[q] * kB[q] * kC[q] - a * b * c) < 3e-3 * a * b * c and \
+                                    abs(kA[q] + kB[q] + kC[q] - a - b - c) < 1e-3 * (a + b + c):
+                                dup = True
+                                if s > kS[q]:
+                                    kS[q] = s
+                                break
+                        if not dup:
+                            kA[worst] = a
+                            kB[worst] = b
+                            kC[worst] = c
+                            kS[worst] = s
+                            kR[worst] = res
+                            kH[worst] = hits
+    best = 0
+    for q in range(n_keep):
+        if kS[q] > kS[best]:
+            best = q
+    for f in range(out.shape[0]):
+        out[f] = 0.0
+    if kS[best] <= -1e8:
+        return
+    a = kA[best]
+    b = kB[best]
+    c = kC[best]
+    x_max = x[n - 1]
+    n_calc = _n_calc_ortho(x_max, a, b, c)
+    out[0] = kS[best] / n
+    out[3] = kH[best] / n
+    eps = max(kR[best], 1e-7)
+    out[5] = math.log(max(x_max / (2.0 * eps * max(n_calc, 1.0)) * kH[best] / n, 1e-3))
+    out[7] = math.log(max(n_calc, 0.5) / n)
+    n_strong = 0
+    hit_strong = 0
+    for j in range(n):
+        if strong[j]:
+            n_strong += 1
+            if _resid_ortho(x[j], tol[j], a, b, c, 0) >= 0:
+                hit_strong += 1
+    out[9] = hit_strong / max(n_strong, 1)
+    la = 0.5 * math.log(a)
+    lb = 0.5 * math.log(b)
+    lc = 0.5 * math.log(c)
+    d1 = abs(la - lb)
+    d2 = abs(lb - lc)
+    d3 = abs(la - lc)
+    out[10] = min(d1, min(d2, d3))
+    out[11] = max(d1, max(d2, d3))
+    # centrings on the kept cells: best excess per condition (A, B, C-face merged: axes are unlabelled)
+    best_cond = np.full(ortho_frac.shape[0], -1e9)
+    rank = np.argsort(-kS)
+    for qq in range(min(n_keep, N_CENTRING_CELLS)):
+        q = rank[qq]
+        if kS[q] <= -1e8:
+            continue
+        for cond in range(ortho_frac.shape[0]):
+            hits, chance, res = _ortho_eval(x, tol, n, kA[q], kB[q], kC[q], cond, ortho_frac[cond])
+            s = hits - chance
+            if s > best_cond[cond]:
+                best_cond[cond] = s
+    face = max(best_cond[1], max(best_cond[2], best_cond[3]))
+    out[13] = (face - best_cond[0]) / n
+    out[14] = (best_cond[4] - best_cond[0]) / n
+    out[15] = (best_cond[5] - best_cond[0]) / n
+    # ---- 3. monoclinic: D by votes of the lines a kept orthorhombic cell leaves unindexed
+    # the monoclinic reading of the best orthorhombic cell (D = 0, twice the chance) is the first candidate
+    hits, chance, res = _mono_eval(x, tol, n, a, b, c, 0.0, 0, 1.0)
+    m_best = hits - chance
+    m_cell = np.array((a, b, c, 0.0))
+    m_hits = hits
+    m_res = res
+    cand = np.empty(n * 24)
+    width = np.empty(n * 24)
+    for q in range(n_keep):
+        if kS[q] <= -1e8:
+            continue
+        axes = np.array((kA[q], kB[q], kC[q]))
+        for ua in range(3):
+            u = axes[ua]
+            p = axes[(ua + 1) % 3]
+            r = axes[(ua + 2) % 3]
+            nv = 0
+            for j in range(n):
+                if _resid_ortho(x[j], tol[j], p, u, r, 0) >= 0:
+                    continue
+                for i in range(1, 3):
+                    for jj in range(3):
+                        for l in range(-2, 3):
+                            if l == 0:
+                                continue
+                            dval = (x[j] - i * i * p - jj * jj * u - l * l * r) / (2.0 * i * l)
+                            if abs(dval) >= 0.95 * math.sqrt(p * r):
+                                continue
+                            cand[nv] = dval
+                            width[nv] = tol[j] / (2.0 * abs(i * l))
+                            nv += 1
+            if nv < 2:
+                continue
+            order = np.argsort(cand[:nv])
+            dv = cand[:nv][order]
+            wv = width[:nv][order]
+            wmax = wv.max()
+            # the 3 densest D values
+            top_d = np.zeros(3)
+            top_c = np.zeros(3)
+            for s_ in range(nv):
+                cnt = 0
+                t = s_
+                while t < nv and dv[t] - dv[s_] <= 2 * wmax:
+                    if dv[t] - dv[s_] <= wv[s_] + wv[t]:
+                        cnt += 1
+                    t += 1
+                t = s_ - 1
+                while t >= 0 and dv[s_] - dv[t] <= 2 * wmax:
+                    if dv[s_] - dv[t] <= wv[s_] + wv[t]:
+                        cnt += 1
+                    t -= 1
+                wmin = 0
+                for e in range(3):
+                    if top_c[e] < top_c[wmin]:
+                        wmin = e
+                if cnt >= 2 and cnt > top_c[wmin]:
+                    near = False
+                    for e in range(3):
+                        if top_c[e] > 0 and abs(top_d[e] - dv[s_]) <= 2 * wv[s_]:
+                            near = True
+                            if cnt > top_c[e]:
+                                top_c[e] = cnt
+                                top_d[e] = dv[s_]
+                            break
+                    if not near:
+                        top_c[wmin] = cnt
+                        top_d[wmin] = dv[s_]
+            for e in range(3):
+                if top_c[e] < 2:
+                    continue
+                d = top_d[e]
+                det2 = p * r - d * d
+                if n - _chance(x, tol, n, math.pi / 2.0 / math.sqrt(u * det2), math.pi / 4.0 / math.sqrt(det2),
+                               0.25 / math.sqrt(u)) <= m_best:
+                    continue  # cannot beat the best even when every line is indexed
+                hits, chance, res = _mono_eval(x, tol, n, p, u, r, d, 0, 1.0)
+                s = hits - chance
+                if s > m_best:
+                    m_best = s
+                    m_cell[0] = p
+                    m_cell[1] = u
+                    m_cell[2] = r
+                    m_cell[3] = d
+                    m_hits = hits
+                    m_res = res
+    p = m_cell[0]
+    u = m_cell[1]
+    r = m_cell[2]
+    d = m_cell[3]
+    out[1] = m_best / n
+    out[2] = (m_best - kS[best]) / n
+    out[4] = m_hits / n
+    n_calc_m = _n_calc_mono(x_max, p, u, r, d)
+    out[6] = math.log(max(x_max / (2.0 * max(m_res, 1e-7) * max(n_calc_m, 1.0)) * m_hits / n, 1e-3))
+    out[8] = math.log(max(n_calc_m, 0.5) / n)
+    out[12] = abs(d) / math.sqrt(p * r)
+    mc = np.zeros(mono_frac.shape[0])
+    for cond in range(mono_frac.shape[0]):
+        hits, chance, res = _mono_eval(x, tol, n, p, u, r, d, cond, mono_frac[cond])
+        mc[cond] = hits - chance
+    out[16] = (max(mc[1], mc[2]) - mc[0]) / n
+    out[17] = (mc[3] - mc[0]) / n
+    out[18] = (max(mc[4], mc[5]) - mc[0]) / n
+
+
+@njit(cache=True, nogil=True)
+def _low_sym_kernel(xs, tols, strong, counts, zone_sq, ortho_frac, mono_frac, n_seed, n_zones, n_keep, a_min,
+                    max_lines_per_peak, out):
+    for p in range(xs.shape[0]):
+        k = counts[p]
+        if k < 5:
+            for f in range(out.shape[1]):
+                out[p, f] = 0.0
+            continue
+        _low_sym_pattern(xs[p, :k], tols[p, :k], k, strong[p, :k], zone_sq, ortho_frac, mono_frac, n_seed,
+                         n_zones, n_keep, a_min, max_lines_per_peak, out[p])
+
+
+def low_symmetry_features(peaks) -> np.ndarray:
+    """``(n, 19)`` orthorhombic / monoclinic trial-indexing features (:data:`LOW_SYMMETRY_NAMES`).
+
+    Excess fractions (matched minus chance, over the tested peaks), raw matched fractions, a de Wolff-like
+    figure of merit ``log(x_max / (2 eps N_calc) * matched)``, the log ratio of calculated lines to tested
+    peaks (the fitted volume against the peak density), the fraction of the 5 strongest peaks indexed, axis
+    ratios of the best orthorhombic cell (pseudo-tetragonal / cubic cells have a log ratio near 0), the
+    monoclinic ``|cos beta*|``, and centring / glide excesses relative to the primitive reading of the same
+    cells (positive when a reflection condition explains the same lines with fewer calculated lines).
+    Patterns with fewer than 5 peaks are all 0.
+    """
+    xs, tols, counts, ranks = _tested_peaks(peaks, N_TEST_PEAKS_LOW, with_rank=True)
+    out = np.zeros((peaks.n_patterns, len(LOW_SYMMETRY_NAMES)))
+    _low_sym_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), (ranks >= 0) & (ranks < 5), counts,
+                    _ZONE_SQ, _ORTHO_FRAC, _MONO_FRAC, N_SEED_PEAKS_LOW, N_ZONES, N_ORTHO_KEEP,
+                    1.0 / MAX_EDGE_ANGSTROM ** 2, MAX_LINES_PER_PEAK, out)
+    return out
+
+
+def block_low_symmetry(peaks, k):
+    return low_symmetry_features(peaks), list(LOW_SYMMETRY_NAMES)
+
+
+# ================================================================== centring of the high-symmetry cells ====
+# Reflection conditions on the best trial cells of :func:`indexing_scores`' families, each scored like the
+# primitive cell (matched minus chance at shifted positions): a condition that explains the same lines with
+# fewer calculated lines has a larger excess. Cubic with N = h^2 + k^2 + l^2: I (h+k+l even) <=> N even;
+# F (h, k, l all odd or all even) <=> N = 3 mod 8 or N = 0 mod 4; d (Fd-3m: F and h+k+l = 4n for all even)
+# <=> N = 3 mod 8 or N = 0 mod 8. Tetragonal with m = h^2 + k^2: I <=> m + l even (h^2 = h mod 2).
+# Hexagonal with m = h^2 + hk + k^2 = (h - k)^2 mod 3: R (obverse or reverse, -h+k+l = 3n or h-k+l = 3n)
+# <=> (m = 0 and l = 0 mod 3) or (m != 0 and l != 0 mod 3); 00l: l = 2n (6_3 screw or c glide).
+
+#: Columns of :func:`centring_features`.
+CENTRING_NAMES = ("cubic_I_minus_P", "cubic_F_minus_P", "cubic_Fd_minus_P", "tetragonal_I_minus_P",
+                  "hexagonal_R_minus_P", "hexagonal_00l_even_minus_P")
+#: Best primitive trial cells per family on which the conditions are tested.
+N_CENTRING_TRIALS = 3
+
+
+def _cubic_condition_tables():
+    n = np.arange(N_MAX + 1)
+    return (_CUBIC.copy(), _CUBIC & (n % 2 == 0), _CUBIC & ((n % 8 == 3) | (n % 4 == 0)),
+            _CUBIC & ((n % 8 == 3) | (n % 8 == 0)))
+
+
+_CUBIC_P, _CUBIC_I, _CUBIC_F, _CUBIC_FD = _cubic_condition_tables()
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _two_ok(m, l, cond):
+    if cond == 0:
+        return True
+    if cond == 1:  # tetragonal I
+        return (m + l) % 2 == 0
+    if cond == 2:  # rhombohedral
+        return (m % 3 == 0) == (l % 3 == 0)
+    return m != 0 or l % 2 == 0  # 00l: l = 2n
+
+
+@njit(cache=True, nogil=True)
+def _count_two_cond(x, tol, a, c, allowed, scale, l_max, cond):
+    n = 0
+    for j in range(x.shape[0]):
+        v = x[j] * scale
+        for l in range(l_max + 1):
+            r = v - l * l * c
+            if r < -tol[j]:
+                break
+            m = int(r / a + 0.5)
+            if m < 0 or m >= allowed.shape[0]:
+                continue
+            if (m > 0 or l > 0) and allowed[m] and abs(r - m * a) <= tol[j] and _two_ok(m, l, cond):
+                n += 1
+                break
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _centring_kernel(xs, tols, counts, shifts, cubic_tables, tet, hexa, seed_n, seed_m_tet, seed_m_hex, seed_l,
+                     n_seed, n_trials, out):
+    n_shift = shifts.shape[0]
+    for p in range(xs.shape[0]):
+        k = counts[p]
+        for f in range(out.shape[1]):
+            out[p, f] = 0.0
+        if k < 3:
+            continue
+        x = xs[p, :k]
+        tol = tols[p, :k]
+        ns = min(n_seed, k)
+        # ---- cubic: the n_trials best primitive cells, then P, I, F, Fd on them (only on them: a P pattern is
+        # also indexed by an F cell of twice the edge, N' = 4N, which is not the cell an indexer reports)
+        ta = np.zeros(n_trials)
+        ts = np.full(n_trials, -1e9)
+        for i in range(ns):
+            for t in range(seed_n.shape[0]):
+                a = x[i] / seed_n[t]
+                worst = 0
+                for q in range(n_trials):
+                    if ts[q] < ts[worst]:
+                        worst = q
+                hit = _count_cubic(x, tol, a, cubic_tables[0], 1.0)
+                if hit <= ts[worst]:
+                    continue
+                chance = 0.0
+                for s in range(n_shift):
+                    chance += _count_cubic(x, tol, a, cubic_tables[0], 1.0 + shifts[s])
+                sc = hit - chance / n_shift
+                dup = False
+                for q in range(n_trials):
+                    if abs(ta[q] - a) < 1e-3 * a:
+                        dup = True
+                        break
+                if sc > ts[worst] and not dup:
+                    ta[worst] = a
+                    ts[worst] = sc
+        p_best = ts.max()
+        if p_best > -1e8:
+            for cnd in range(1, cubic_tables.shape[0]):
+                cb = -1e9
+                for q in range(n_trials):
+                    if ts[q] <= -1e8:
+                        continue
+                    hit = _count_cubic(x, tol, ta[q], cubic_tables[cnd], 1.0)
+                    chance = 0.0
+                    for s in range(n_shift):
+                        chance += _count_cubic(x, tol, ta[q], cubic_tables[cnd], 1.0 + shifts[s])
+                    cb = max(cb, hit - chance / n_shift)
+                out[p, cnd - 1] = (cb - p_best) / k
+        # ---- tetragonal / hexagonal: the n_trials best primitive (a, c), then the conditions on them
+        for fam in range(2):
+            allowed = tet if fam == 0 else hexa
+            seed_m = seed_m_tet if fam == 0 else seed_m_hex
+            ta = np.zeros(n_trials)
+            tc = np.zeros(n_trials)
+            tl = np.zeros(n_trials, dtype=np.int64)
+            ts = np.full(n_trials, -1e9)
+            for i in range(ns):
+                for j in range(i + 1, ns):
+                    for mi in range(seed_m.shape[0] + 1):
+                        for li in range(seed_l.shape[0]):
+                            m1 = seed_m[mi] if mi < seed_m.shape[0] else 0
+                            l1 = seed_l[li]
+                            if m1 == 0 and l1 == 0:
+                                continue
+                            for mj in range(seed_m.shape[0] + 1):
+                                for lj in range(seed_l.shape[0]):
+                                    m2 = seed_m[mj] if mj < seed_m.shape[0] else 0
+                                    l2 = seed_l[lj]
+                                    if m2 == 0 and l2 == 0:
+                                        continue
+                                    det = m1 * l2 * l2 - m2 * l1 * l1
+                                    if det == 0:
+                                        continue
+                                    a = (x[i] * l2 * l2 - x[j] * l1 * l1) / det
+                                    c = (m1 * x[j] - m2 * x[i]) / det
+                                    if a <= 0 or c <= 0:
+                                        continue
+                                    ratio = math.sqrt(a / c)
+                                    if ratio < 0.15 or ratio > 8.0:
+                                        continue
+                                    l_max = int(math.sqrt(x[k - 1] * 1.1 / c)) + 1
+                                    if l_max > 30:
+                                        continue
+                                    worst = 0
+                                    for q in range(n_trials):
+                                        if ts[q] < ts[worst]:
+                                            worst = q
+                                    hit = _count_two(x, tol, a, c, allowed, 1.0, l_max)
+                                    if hit <= ts[worst]:
+                                        continue
+                                    chance = 0.0
+                                    for s in range(n_shift):
+                                        chance += _count_two(x, tol, a, c, allowed, 1.0 + shifts[s], l_max)
+                                    sc = hit - chance / n_shift
+                                    if sc <= ts[worst]:
+                                        continue
+                                    dup = False
+                                    for q in range(n_trials):
+                                        if abs(ta[q] - a) < 1e-3 * a and abs(tc[q] - c) < 1e-3 * c:
+                                            dup = True
+                                            break
+                                    if not dup:
+                                        ta[worst] = a
+                                        tc[worst] = c
+                                        tl[worst] = l_max
+                                        ts[worst] = sc
+            c_first = 1 if fam == 0 else 2
+            c_last = 1 if fam == 0 else 3
+            p_best = -1e9
+            for q in range(n_trials):
+                if ts[q] > p_best:
+                    p_best = ts[q]
+            if p_best <= -1e8:
+                continue
+            col = 3 if fam == 0 else 4
+            for cnd in range(c_first, c_last + 1):
+                cb = -1e9
+                for q in range(n_trials):
+                    if ts[q] <= -1e8:
+                        continue
+                    hit = _count_two_cond(x, tol, ta[q], tc[q], allowed, 1.0, tl[q], cnd)
+                    chance = 0.0
+                    for s in range(n_shift):
+                        chance += _count_two_cond(x, tol, ta[q], tc[q], allowed, 1.0 + shifts[s], tl[q], cnd)
+                    sc = hit - chance / n_shift
+                    if sc > cb:
+                        cb = sc
+                out[p, col] = (cb - p_best) / k
+                col += 1
+
+
+def centring_features(peaks) -> np.ndarray:
+    """``(n, 6)`` centring / screw-axis excesses of the cubic, tetragonal and hexagonal cells (see above).
+
+    Each column is (best excess under the condition - best primitive excess) / tested peaks: near 0 when the
+    condition is consistent with every indexed line (and fewer calculated lines give it a small bonus),
+    negative when lines the condition forbids are observed.
+    """
+    xs, tols, counts = _tested_peaks(peaks)
+    out = np.zeros((peaks.n_patterns, len(CENTRING_NAMES)))
+    _centring_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), counts,
+                     np.asarray(CHANCE_SHIFTS, dtype=np.float64), np.stack([_CUBIC_P, _CUBIC_I, _CUBIC_F, _CUBIC_FD]),
+                     _TET, _HEX, _SEED_N_CUBIC, _SEED_M_TET, _SEED_M_HEX, _SEED_L, N_SEED_PEAKS, N_CENTRING_TRIALS,
+                     out)
+    return out
+
+
+def block_centring(peaks, k):
+    return centring_features(peaks), list(CENTRING_NAMES)
+
+
+# ================================================================== scale-free ratios ====
+# Ratios x_j / x_i of 1/d^2 do not depend on the cell's size; in a lattice many of them sit at small-integer
+# fractions (h00 / 2h 00 = 1/4, cubic N ratios, hexagonal 4/3 ...). Robust to a missing or an extra peak: a
+# count over all pairs changes by a few pairs, not by a shift of every column like "the i-th peak".
+
+#: Lowest-angle peaks whose pairwise ratios are counted.
+N_RATIO_PEAKS = 15
+#: Named fractions whose pair counts are features.
+RATIO_TARGETS = (2.0, 3.0, 4.0, 4.0 / 3.0, 1.5, 8.0 / 3.0, 5.0 / 3.0, 1.25)
+#: All fractions p / q (q <= 4, 1 < p / q <= 9) for the "near any small fraction" excess.
+_SMALL_FRACTIONS = np.array(sorted({p / q for q in range(1, 5) for p in range(q + 1, 9 * q + 1)}))
+#: Relative shift of the fractions at which chance coincidences are counted.
+RATIO_CHANCE_SHIFT = 1.0137
+#: Strongest peaks whose x / x_first are features.
+N_STRONG_RATIOS = 5
+
+RATIO_NAMES = tuple([f"pair_ratio_{t:.3g}" for t in RATIO_TARGETS] + ["pair_ratio_small_fraction_excess"]
+                    + [f"strong{i + 1}_x_over_first" for i in range(N_STRONG_RATIOS)])
+
+
+@njit(cache=True, nogil=True)
+def _near(values, r, rtol):
+    """Whether r is within relative rtol of a value of the sorted array ``values``."""
+    lo = np.searchsorted(values, r * (1 - rtol))
+    return lo < values.shape[0] and values[lo] <= r * (1 + rtol)
+
+
+@njit(cache=True, nogil=True)
+def _ratio_kernel(x, rel_tol, offsets, targets, fractions, shift, n_peaks, out):
+    n_t = targets.shape[0]
+    for p in range(offsets.shape[0] - 1):
+        a = offsets[p]
+        b = min(offsets[p + 1], a + n_peaks)
+        m = b - a
+        n_pairs = m * (m - 1) // 2
+        if n_pairs == 0:
+            for f in range(n_t + 1):
+                out[p, f] = MISSING_RATIO
+            continue
+        hits_any = 0
+        hits_chance = 0
+        counts = np.zeros(n_t)
+        for i in range(a, b):
+            for j in range(i + 1, b):
+                r = x[j] / x[i]
+                rt = rel_tol[i] + rel_tol[j]
+                for t in range(n_t):
+                    if abs(r - targets[t]) <= rt * targets[t]:
+                        counts[t] += 1
+                if _near(fractions, r, rt):
+                    hits_any += 1
+                if _near(fractions, r / shift, rt):
+                    hits_chance += 1
+        for t in range(n_t):
+            out[p, t] = counts[t] / n_pairs
+        out[p, n_t] = (hits_any - hits_chance) / n_pairs
+
+
+MISSING_RATIO = -1.0
+
+
+def ratio_features(peaks) -> np.ndarray:
+    """``(n, 14)`` scale-free ratio features (:data:`RATIO_NAMES`).
+
+    Fractions of the pairs among the first :data:`N_RATIO_PEAKS` peaks whose ``x_j / x_i`` (``x = 1/d^2``)
+    lies at each of :data:`RATIO_TARGETS`; the excess of pairs at any small fraction over pairs at fractions
+    shifted by 1.4 % (chance); and ``x / x_first`` of the 5 strongest peaks (strongest first). Missing
+    values are -1.
+    """
+    n = peaks.n_patterns
+    x = (peaks.q_per_angstrom / (2 * np.pi)) ** 2
+    theta = np.radians(peaks.two_theta_deg / 2)
+    # relative tolerance of x: dx / x = 2 cot(theta) dtheta (+ the same floor as the trial indexing)
+    rel_tol = 2 * np.radians(TOL_TWO_THETA_DEG / 2) / np.tan(np.maximum(theta, 1e-3)) + 2e-4
+    out = np.full((n, len(RATIO_NAMES)), MISSING_RATIO)
+    if x.size:
+        _ratio_kernel(x, rel_tol, peaks.offsets, np.asarray(RATIO_TARGETS), _SMALL_FRACTIONS, RATIO_CHANCE_SHIFT,
+                      N_RATIO_PEAKS, out)
+        order = np.lexsort((-peaks.height, peaks.pattern))
+        rank = np.arange(order.size) - peaks.offsets[peaks.pattern[order]]
+        sel = order[rank < N_STRONG_RATIOS]
+        pat = peaks.pattern[sel]
+        out[pat, len(RATIO_TARGETS) + 1 + rank[rank < N_STRONG_RATIOS]] = x[sel] / x[peaks.offsets[pat]]
+    return out
+
+
+def block_ratios(peaks, k):
+    return ratio_features(peaks), list(RATIO_NAMES)
