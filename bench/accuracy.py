@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -44,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from xrdbatch import augment, features  # noqa: E402
 from xrdbatch.conditions import Conditions  # noqa: E402
 from xrdbatch.crystal import CRYSTAL_SYSTEMS, crystal_system_of  # noqa: E402
+from xrdbatch.train import CLASS_MIXES, resample_to_mix  # noqa: E402
 
 MEASURED = ROOT.parent / "shared" / "data" / "measured"
 DEFAULT_CACHE = Path(os.environ.get("XRDBATCH_ACC_CACHE", "/tmp/xrdbatch-acc"))
@@ -63,8 +65,24 @@ def _key(*parts) -> str:
 LABELS = ("id", "crystal_system", "spacegroup_number", "structure_type", "n_atoms", "formula")
 
 
+def _reflections_chunk(records, d_min_angstrom):
+    from xrdbatch import simulate as sim
+    from xrdbatch.crystal import Crystal
+
+    refls, rows = [], []
+    for rec in records:
+        try:
+            r = sim.reflections(Crystal.from_columns(rec), d_min_angstrom)
+        except Exception:  # noqa: BLE001 - one bad structure is skipped, not fatal
+            continue
+        if len(r.d_angstrom):
+            refls.append(r)
+            rows.append({k: rec[k] for k in LABELS} | {"variant": 0})
+    return refls, rows
+
+
 def reflections_of_catalog(catalog: str, d_min_angstrom: float, cache: Path, substitutions: int = 0,
-                           seed: int = 0, log=print):
+                           seed: int = 0, log=print, n_jobs: int = 1):
     """``(list of Reflections, labels DataFrame)`` of the ok rows of a catalog (+ substituted variants).
 
     Variant ``v`` (1..substitutions) of a structure swaps elements within families
@@ -85,7 +103,19 @@ def reflections_of_catalog(catalog: str, d_min_angstrom: float, cache: Path, sub
     table = pd.read_parquet(catalog)
     table = table[(table["status"] == "ok") & table["crystal_system"].isin(CRYSTAL_SYSTEMS)].reset_index(drop=True)
     t0 = time.perf_counter()
+    n_structures = len(table)
     refls, rows = [], []
+    if substitutions == 0 and n_jobs > 1:  # no random draws: chunks in parallel give the same result
+        from joblib import Parallel, delayed
+
+        records = table.to_dict("records")
+        step = 2000
+        parts = Parallel(n_jobs=n_jobs)(delayed(_reflections_chunk)(records[a:a + step], d_min_angstrom)
+                                        for a in range(0, len(records), step))
+        for r_part, row_part in parts:
+            refls += r_part
+            rows += row_part
+        table = table.iloc[:0]  # done
     rng = np.random.default_rng(seed)
     for rec in table.to_dict("records"):
         crystal = Crystal.from_columns(rec)
@@ -100,7 +130,7 @@ def reflections_of_catalog(catalog: str, d_min_angstrom: float, cache: Path, sub
             refls.append(r)
             rows.append({k: rec[k] for k in LABELS} | {"variant": v})
     labels = pd.DataFrame(rows)
-    log(f"reflections of {catalog}: {len(refls)} patterns from {len(table)} structures "
+    log(f"reflections of {catalog}: {len(refls)} patterns from {n_structures} structures "
         f"({substitutions} substitutions each) in {time.perf_counter() - t0:.0f} s")
     offsets = np.zeros(len(refls) + 1, dtype=np.int64)
     np.cumsum([len(r.d_angstrom) for r in refls], out=offsets[1:])
@@ -365,17 +395,48 @@ def calibration_rows(X, labels: pd.DataFrame, measured: dict, fset: str, *, n_jo
 
 def format_table(rows: list[dict], title: str) -> str:
     systems = [s for s in CRYSTAL_SYSTEMS if any(s in r["recall"] for r in rows)]
-    head = f"{'model':<44} {'n':>4} {'acc':>6} {'macro':>6} {'sg@1':>6} {'sg@5':>6} " + \
-           " ".join(f"{s[:5]:>6}" for s in systems) + f" {'fit s':>6}"
+    head = f"{'model':<56} {'n':>4} {'acc':>6} {'macro':>6} {'sg@1':>6} {'sg@5':>6} " + \
+           " ".join(f"{s[:5]:>6}" for s in systems) + f" {'fit s':>6} {'train':>7}"
     lines = [f"== {title}", head, "-" * len(head)]
     for r in rows:
         rec = " ".join(f"{100 * r['recall'][s]:6.1f}" if s in r["recall"] else f"{'-':>6}" for s in systems)
-        lines.append(f"{r['model']:<44} {r['n']:>4} {100 * r['accuracy']:6.1f} {100 * r['macro_recall']:6.1f} "
-                     f"{100 * r['sg_top1']:6.1f} {100 * r['sg_top5']:6.1f} {rec} {r.get('fit_seconds', 0):6.1f}")
+        lines.append(f"{r['model']:<56} {r['n']:>4} {100 * r['accuracy']:6.1f} {100 * r['macro_recall']:6.1f} "
+                     f"{100 * r['sg_top1']:6.1f} {100 * r['sg_top5']:6.1f} {rec} {r.get('fit_seconds', 0):6.1f} "
+                     f"{r.get('n_train', 0):>7}")
     return "\n".join(lines)
 
 
 # ============================================================================ main ====
+def training_blocks(specs, conditions, params, copies, feature_sets, peak_params, cache, seed, n_jobs, log=print):
+    """One block per catalog: ``{"labels", "ideal": {set: X}, "aug": {set: X (copy-major)}, "name"}``.
+
+    Features are cached per catalog (not per combination), so learning curves over growing lists of
+    catalogs reuse what the smaller lists computed.
+    """
+    blocks = []
+    for cat, n_sub in specs:
+        refls, lab = reflections_of_catalog(cat, conditions.d_min_angstrom * 0.98, cache, n_sub, seed, log=log,
+                                            n_jobs=n_jobs)
+        lattice = pd.read_parquet(cat, columns=["id", "a", "b", "c", "alpha", "beta", "gamma"]).drop_duplicates("id")
+        lab = lab.merge(lattice, on="id", how="left")  # variants keep their parent's cell (for bundles)
+        name = _key("block", os.path.abspath(cat), os.path.getsize(cat), n_sub, seed)
+        ideal = simulated_features(name, refls, conditions, None, 1, feature_sets, peak_params, cache, n_jobs=n_jobs,
+                                   log=log)
+        aug = simulated_features(name, refls, conditions, params, copies, feature_sets, peak_params, cache, seed,
+                                 n_jobs=n_jobs, log=log)
+        blocks.append({"catalog": cat, "substitutions": n_sub, "name": name, "refls": refls, "labels": lab,
+                       "ideal": ideal, "aug": aug, "copies": copies})
+    return blocks
+
+
+def stack(blocks, kind: str, fset: str):
+    """``(X, labels)`` of ``kind`` ("ideal" or "aug") features of several blocks, labels aligned."""
+    X = np.concatenate([b[kind][fset] for b in blocks])
+    reps = [1 if kind == "ideal" else b["copies"] for b in blocks]
+    lab = pd.concat([b["labels"] for b, r in zip(blocks, reps) for _ in range(r)], ignore_index=True)
+    return X, lab
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--catalog", action="append", required=True,
@@ -386,8 +447,17 @@ def main(argv=None) -> int:
     p.add_argument("--sets", default="all", help="comma-separated measured sets (default all)")
     p.add_argument("--ablation", action="store_true", help="one row per switched-off augmentation effect")
     p.add_argument("--balance", action="store_true", help="also a class-balanced row")
+    p.add_argument("--class-mix", default="", help="comma-separated extra rows with the training rows resampled to "
+                                                   f"these crystal-system mixes ({', '.join(CLASS_MIXES)})")
+    p.add_argument("--learning-curve", action="store_true",
+                   help="one row per prefix of the --catalog list (first catalog, first two, ...)")
+    p.add_argument("--sg-variants", action="store_true",
+                   help="space-group rows: system exponent 0.5 / 0.25 in the ranked product, balanced space-group "
+                        "classes within each system")
+    p.add_argument("--system-exponent", type=float, default=1.0, help="system exponent of the best model's ranking")
     p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--out", type=Path, default=None, help="also write the tables (text) and figures here")
     p.add_argument("--n-jobs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train", type=int, default=0, help="subsample training rows (0 = all)")
@@ -395,6 +465,7 @@ def main(argv=None) -> int:
     p.add_argument("--augment-params", default="{}", help="JSON of xrdbatch.augment.AugmentParams fields")
     p.add_argument("--augment-without", default="", help="comma-separated effects switched off (augment.EFFECTS)")
     p.add_argument("--no-baseline", action="store_true", help="skip the seed11 rows (when only comparing variants)")
+    p.add_argument("--no-ideal", action="store_true", help="skip the ideal-simulation rows of the best feature sets")
     p.add_argument("--save-bundle", default=None,
                    help="also train the best row through xrdbatch.train.train_arrays (lattice, calibration) into this "
                         "bundle directory: fit time, size, load time, and its scores")
@@ -407,110 +478,136 @@ def main(argv=None) -> int:
     sets = list(MEASURED_SETS) if args.sets == "all" else args.sets.split(",")
     best_sets = args.feature_set or ["rich"]
     all_sets = sorted(set(["seed11", *best_sets]))
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
 
-    refls, labels = [], []
     specs = []
     for cat in args.catalog:  # PATH or PATH:N (N element-substituted variants for this catalog only)
         path, _, n_sub = cat.rpartition(":")
         specs.append((path, int(n_sub)) if n_sub.isdigit() and path else (cat, args.substitutions))
-    args.catalog = [c for c, _ in specs]
-    for cat, n_sub in specs:
-        r, lab = reflections_of_catalog(cat, conditions.d_min_angstrom * 0.98, cache, n_sub, args.seed)
-        refls += r
-        labels.append(lab)
-    labels = pd.concat(labels, ignore_index=True)
-    lattice_cols = ["id", "a", "b", "c", "alpha", "beta", "gamma"]
-    lattice = pd.concat([pd.read_parquet(c, columns=lattice_cols) for c in args.catalog]).drop_duplicates("id")
-    labels = labels.merge(lattice, on="id", how="left")  # variants keep their parent's cell (for bundles)
-    name = _key([os.path.abspath(c) for c in args.catalog], args.substitutions, args.seed) if all(
-        n == args.substitutions for _, n in specs) else _key([(os.path.abspath(c), n) for c, n in specs], args.seed)
-    print(f"training structures: {len(refls)} patterns; crystal systems "
-          f"{labels['crystal_system'].value_counts().to_dict()}")
-
-    measured = {s: measured_features(s, conditions, all_sets, peak_params, cache) for s in sets}
-
-    def lab_rep(n_copies):
-        return pd.concat([labels] * n_copies, ignore_index=True)
-
-    results = {s: [] for s in sets}
-
-    def run(model_name, X, lab, fset, balance=False):
-        if args.max_train and len(X) > args.max_train:
-            sel = np.random.default_rng(0).choice(len(X), args.max_train, replace=False)
-            X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
-        model = fit_model(X, lab, n_jobs=args.n_jobs, balance=balance)
-        for s in sets:
-            Xm, labm = measured[s]
-            r = scores(model, Xm[fset], labm)
-            r.update(model=model_name, fit_seconds=model.bench_fit_seconds_)
-            results[s].append(r)
-        print(f"  {model_name}: fit {model.bench_fit_seconds_:.1f} s; rruff acc "
-              f"{results[sets[0]][-1]['accuracy']:.3f} sg@1 {results[sets[0]][-1]['sg_top1']:.3f}", flush=True)
-        return model
-
-    ideal = simulated_features(name, refls, conditions, None, 1, all_sets, peak_params, cache)
-    if not args.no_baseline:
-        if peak_params:  # the seed's recipe: seed11 with the default peak finder, on the same structures
-            base = simulated_features(name, refls, conditions, None, 1, ["seed11"], {}, cache)
-            base_measured = {s: measured_features(s, conditions, ["seed11"], {}, cache) for s in sets}
-            model = fit_model(base["seed11"], lab_rep(1), n_jobs=args.n_jobs)
-            for s in sets:
-                r = scores(model, base_measured[s][0]["seed11"], base_measured[s][1])
-                r.update(model="seed11, ideal, default peaks (seed recipe)", fit_seconds=model.bench_fit_seconds_)
-                results[s].append(r)
-            print(f"  seed recipe: rruff acc {results[sets[0]][-1]['accuracy']:.3f}", flush=True)
-        run("seed11, ideal simulation (seed baseline)", ideal["seed11"], lab_rep(1), "seed11")
     params = augment.AugmentParams.from_dict(json.loads(args.augment_params))
     if args.augment_without:
         params = params.without(*args.augment_without.split(","))
-    aug = simulated_features(name, refls, conditions, params, args.copies, all_sets, peak_params, cache, args.seed)
+    blocks = training_blocks(specs, conditions, params, args.copies, all_sets, peak_params, cache, args.seed,
+                             args.n_jobs)
+    labels = pd.concat([b["labels"] for b in blocks], ignore_index=True)
+    print(f"training structures: {len(labels)} patterns; crystal systems "
+          f"{labels['crystal_system'].value_counts().to_dict()}")
+
+    measured = {s: measured_features(s, conditions, all_sets, peak_params, cache) for s in sets}
+    results = {s: [] for s in sets}
+
+    def run(model_name, X, lab, fset, balance=False, class_mix="catalog", model_params=None, exponent=None):
+        if args.max_train and len(X) > args.max_train:
+            sel = np.random.default_rng(0).choice(len(X), args.max_train, replace=False)
+            X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
+        if class_mix != "catalog":
+            sel = resample_to_mix(lab["crystal_system"].to_numpy(), class_mix, args.seed)
+            X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
+        model = fit_model(X, lab, n_jobs=args.n_jobs, balance=balance, model_params=model_params)
+        exponents = [args.system_exponent if exponent is None else exponent]
+        if isinstance(exponent, (list, tuple)):
+            exponents = list(exponent)
+        for e in exponents:
+            model.system_exponent = e
+            suffix = f", system exponent {e:g}" if len(exponents) > 1 else ""
+            for s in sets:
+                Xm, labm = measured[s]
+                r = scores(model, Xm[fset], labm)
+                r.update(model=model_name + suffix, fit_seconds=model.bench_fit_seconds_, n_train=len(X))
+                results[s].append(r)
+            print(f"  {model_name + suffix}: {len(X)} rows, fit {model.bench_fit_seconds_:.1f} s; rruff acc "
+                  f"{results[sets[0]][-1]['accuracy']:.3f} macro {results[sets[0]][-1]['macro_recall']:.3f} "
+                  f"sg@1 {results[sets[0]][-1]['sg_top1']:.3f} sg@5 {results[sets[0]][-1]['sg_top5']:.3f}", flush=True)
+        return model
+
     if not args.no_baseline:
-        run(f"seed11, augmented x{args.copies}", aug["seed11"], lab_rep(args.copies), "seed11")
+        if peak_params:  # the seed's recipe: seed11 with the default peak finder, on the same structures
+            base = [simulated_features(b["name"], b["refls"], conditions, None, 1, ["seed11"], {}, cache,
+                                       n_jobs=args.n_jobs)["seed11"] for b in blocks]
+            base_measured = {s: measured_features(s, conditions, ["seed11"], {}, cache) for s in sets}
+            model = fit_model(np.concatenate(base), labels, n_jobs=args.n_jobs)
+            for s in sets:
+                r = scores(model, base_measured[s][0]["seed11"], base_measured[s][1])
+                r.update(model="seed11, ideal, default peaks (seed recipe)", fit_seconds=model.bench_fit_seconds_,
+                         n_train=len(labels))
+                results[s].append(r)
+            print(f"  seed recipe: rruff acc {results[sets[0]][-1]['accuracy']:.3f}", flush=True)
+        run("seed11, ideal simulation (seed baseline)", *stack(blocks, "ideal", "seed11"), "seed11")
+        run(f"seed11, augmented x{args.copies}", *stack(blocks, "aug", "seed11"), "seed11")
     for fset in best_sets:
-        run(f"{fset}, ideal simulation", ideal[fset], lab_rep(1), fset)
-        run(f"{fset}, augmented x{args.copies}", aug[fset], lab_rep(args.copies), fset)
+        if not args.no_ideal:
+            run(f"{fset}, ideal simulation", *stack(blocks, "ideal", fset), fset)
+        run(f"{fset}, augmented x{args.copies}", *stack(blocks, "aug", fset), fset)
         if args.balance:
-            run(f"{fset}, augmented x{args.copies}, balanced", aug[fset], lab_rep(args.copies), fset, balance=True)
+            run(f"{fset}, augmented x{args.copies}, balanced", *stack(blocks, "aug", fset), fset, balance=True)
+    fset = best_sets[0]
+    for mix in [m for m in args.class_mix.split(",") if m]:
+        run(f"{fset}, augmented x{args.copies}, class mix {mix}", *stack(blocks, "aug", fset), fset, class_mix=mix)
+    if args.sg_variants:
+        from xrdbatch.train import DEFAULT_PARAMS
+
+        run(f"{fset}, augmented x{args.copies}", *stack(blocks, "aug", fset), fset, exponent=[1.0, 0.5, 0.25])
+        balanced_sg = {"space_group": dataclasses.replace(DEFAULT_PARAMS["space_group"], class_weight="balanced")}
+        run(f"{fset}, augmented x{args.copies}, space groups balanced per system", *stack(blocks, "aug", fset), fset,
+            model_params=balanced_sg)
+    if args.learning_curve:
+        for k in range(1, len(blocks)):
+            sub = blocks[:k]
+            n_struct = sum(len(b["labels"]) for b in sub)
+            run(f"{fset}, aug x{args.copies}, first {k} catalogs ({n_struct} patt.)", *stack(sub, "aug", fset), fset)
+            if not args.no_baseline:
+                run(f"seed11, ideal, first {k} catalogs ({n_struct} patt.)", *stack(sub, "ideal", "seed11"),
+                    "seed11")
     if args.ablation:
-        fset = best_sets[0]
         for effect in augment.EFFECTS:
             p_off = params.without(effect)
-            X = simulated_features(name, refls, conditions, p_off, args.copies, [fset], peak_params, cache, args.seed)
-            run(f"{fset}, augmented x{args.copies} without {effect}", X[fset], lab_rep(args.copies), fset)
+            X = np.concatenate([simulated_features(b["name"], b["refls"], conditions, p_off, args.copies, [fset],
+                                                   peak_params, cache, args.seed, n_jobs=args.n_jobs)[fset]
+                                for b in blocks])
+            run(f"{fset}, augmented x{args.copies} without {effect}", X, stack(blocks, "aug", fset)[1], fset)
     if args.calibrate:
-        fset = best_sets[0]
-        rows = calibration_rows(aug[fset], lab_rep(args.copies), {s: measured[s] for s in sets}, fset,
-                                n_jobs=args.n_jobs, balance=args.balance, out_dir=cache)
+        X, lab = stack(blocks, "aug", fset)
+        rows = calibration_rows(X, lab, {s: measured[s] for s in sets}, fset, n_jobs=args.n_jobs,
+                                balance=args.balance, out_dir=args.out or cache)
         print("== calibration (fitted on held-out simulated structures; never on measured patterns)")
         print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.save_bundle:
         from xrdbatch import train as xtrain
 
-        fset = best_sets[0]
-        lab = lab_rep(args.copies).rename(columns={"id": "structure_id"})
-        manifest = xtrain.train_arrays(aug[fset], lab, args.save_bundle, feature_set=fset,
+        X, lab = stack(blocks, "aug", fset)
+        lab = lab.rename(columns={"id": "structure_id"})
+        cpu0 = time.process_time()
+        manifest = xtrain.train_arrays(X, lab, args.save_bundle, feature_set=fset,
                                        feature_names=features.feature_names(fset), peak_params=peak_params,
                                        conditions=conditions, split="grouped", n_jobs=args.n_jobs, calibrate="isotonic",
-                                       source={"bench": "accuracy.py", "catalogs": args.catalog,
+                                       model_params=None,
+                                       source={"bench": "accuracy.py", "catalogs": [c for c, _ in specs],
+                                               "substitutions": [n for _, n in specs],
                                                "augmentation": params.to_dict(), "copies": args.copies},
                                        overwrite=True, log=lambda m: print("  bundle: " + m))
+        fit_cpu = time.process_time() - cpu0
         fit_s = manifest["training"]["fit_seconds"]
-        print(f"bundle {args.save_bundle}: {manifest['total_bytes'] / 1e6:.1f} MB, fit {fit_s:.1f} s "
+        print(f"bundle {args.save_bundle}: {manifest['total_bytes'] / 1e6:.1f} MB, fit {fit_s:.1f} s wall, "
+              f"{fit_cpu:.1f} CPU-s in all ({fit_cpu / args.n_jobs:.1f} per core incl. evaluation and calibration) "
               f"({manifest['training']['n_train']} rows, all models incl. lattice, n_jobs={args.n_jobs})")
         from xrdbatch import bundle as xbundle
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         b = xbundle.load_bundle(args.save_bundle)
-        print(f"  load {time.perf_counter() - t0:.1f} s")
+        print(f"  load {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} CPU-s")
+        b.model.system_exponent = args.system_exponent
         for s in sets:
             Xm, labm = measured[s]
             r = scores(b.model, Xm[fset], labm, calibrator=b.calibrator)
             r.update(model=f"{fset} bundle (grouped 80 %, calibrated)", fit_seconds=fit_s)
             results[s].append(r)
-    for s in sets:
-        print(format_table(results[s], f"{s} ({len(measured[s][1])} labelled patterns)"))
-    print(f"total {time.perf_counter() - t_start:.0f} s")
+    text = "\n".join(format_table(results[s], f"{s} ({len(measured[s][1])} labelled patterns)") for s in sets)
+    print(text)
+    print(f"total {time.perf_counter() - t_start:.0f} s wall, {time.process_time() - cpu_start:.0f} CPU-s "
+          f"in the main process; load {os.getloadavg()[0]:.1f}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "tables.txt").write_text(text + "\n")
     return 0
 
 

@@ -136,3 +136,24 @@ def test_substitution_keeps_sites_and_families():
         assert len(s.symbols) == 3 and np.array_equal(s.frac_coords, c.frac_coords)
         for old, new in zip(c.symbols, s.symbols):
             assert any(old in f and new in f for f in augment.SUBSTITUTION_FAMILIES)
+
+
+def test_substituted_catalog_copies_real_rows_only_and_keeps_their_labels():
+    from xrdbatch import sources
+
+    table = sources.ingest(["builtin:prototypes"], executor="serial").head(12)
+    table = table[table["status"] == "ok"].reset_index(drop=True)
+    table.loc[0, "source"] = "synthetic:1"  # synthetic rows are not copied
+    out = augment.substituted_catalog(table, 2, seed=5)
+    assert list(out.columns) == list(table.columns) and len(out) == len(table) + 2 * (len(table) - 1)
+    variants = out.iloc[len(table):]
+    assert variants["id"].is_unique and variants["id"].str.contains("~sub").all()
+    parents = table.set_index("id")
+    for rec in variants.to_dict("records"):
+        parent = parents.loc[rec["id"].split("~")[0]]
+        assert rec["spacegroup_number"] == parent["spacegroup_number"]
+        assert rec["structure_type"] == parent["structure_type"]
+        np.testing.assert_array_equal(np.asarray(rec["frac_coords"]), np.asarray(parent["frac_coords"]))
+    again = augment.substituted_catalog(table, 2, seed=5)
+    assert list(again["formula"]) == list(out["formula"])  # seeded
+    assert augment.substituted_catalog(table, 0) is table

@@ -17,7 +17,7 @@ SMALL = ["sources.specs=['synthetic:40']", "store.chunk_size=16", "conditions.tw
 
 def test_stages_are_an_ordered_list_of_named_functions():
     names = [name for name, _ in pipeline.STAGES]
-    assert names[:2] == ["ingest", "simulate"] and len(set(names)) == len(names)
+    assert names[:4] == ["ingest", "variants", "simulate", "augment"] and len(set(names)) == len(names)
     assert all(callable(fn) for _, fn in pipeline.STAGES)
     with pytest.raises(pipeline.PipelineError, match=r"unknown stage\(s\) \['simulat'\]; valid stages, in order"):
         pipeline.run(config.load_config(None), stages=["simulat"])
@@ -60,3 +60,29 @@ def test_demo_command_says_where_its_outputs_are(tmp_path):
     assert f"outputs in {out}" in result.stdout
     assert str(out / "store.zarr") in result.stdout and str(out / "catalog.parquet") in result.stdout
     assert store.status(out / "store.zarr").complete
+
+
+@pytest.mark.slow
+def test_training_data_recipe_is_one_run(tmp_path):
+    """variants -> simulate -> augment copies -> features -> train: the model trains on the augmented stores."""
+    import json
+
+    cfg = config.load_config(pipeline.DEMO_CONFIG, [
+        *SMALL, "sources.specs=['synthetic:30', 'builtin:prototypes']", f"out_dir='{tmp_path / 'run'}'",
+        "training.substitutions=1", "training.augment_copies=2", "training.class_mix='mineral'",
+        "training.system_exponent=0.5"])
+    lines: list[str] = []
+    outputs = pipeline.run(cfg, stages=["ingest", "variants", "simulate", "augment", "features", "train"],
+                           log=lines.append)
+    assert outputs["catalog"].endswith("catalog_variants.parquet")
+    assert len(outputs["training_stores"]) == 2
+    base = store.open_dataset(outputs["store"])
+    n = base.sizes["structure"]
+    assert n > 30 + 288  # synthetic + prototypes + their element-substituted copies
+    specs = [json.loads(store.open_dataset(p).attrs["augmentation"]) for p in outputs["training_stores"]]
+    assert [s["copy"] for s in specs] == [0, 1] and specs[0]["params"] == specs[1]["params"]
+    manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
+    assert manifest["feature_set"] == "measured" and manifest["peak_params"]["height_rel"] == 0.04
+    assert manifest["training"]["class_mix"] == "mineral"
+    assert len(manifest["training"]["source"]["stores"]) == 2
+    assert manifest["training"]["n_rows"] > n  # two copies of every ok structure

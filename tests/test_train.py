@@ -143,3 +143,62 @@ def test_store_to_bundle_end_to_end(shared, tmp_path):
                                "q11", **b.peak_params)
     np.testing.assert_array_equal(x_store, x_again)
     assert isinstance(b.predict(x_again), pd.DataFrame)
+
+
+@pytest.mark.parametrize("mix", train.CLASS_MIXES)
+def test_class_mixes_are_distributions_over_crystal_systems(mix):
+    shares = train.class_mix_shares(mix)
+    if mix == "catalog":
+        assert shares is None
+        return
+    assert set(shares) <= set(CRYSTAL_SYSTEMS) and abs(sum(shares.values()) - 1) < 1e-9
+    assert min(shares.values()) >= 0
+
+
+def test_resampling_follows_the_mix_and_keeps_the_size():
+    systems = np.array(["cubic"] * 700 + ["monoclinic"] * 200 + ["triclinic"] * 100)
+    idx = train.resample_to_mix(systems, "mineral", random_state=1)
+    shares = train.class_mix_shares("mineral")
+    present = {s: shares[s] for s in ("cubic", "monoclinic", "triclinic")}
+    total = sum(present.values())
+    got = pd.Series(systems[idx]).value_counts(normalize=True)
+    for s, v in present.items():
+        assert abs(got[s] - v / total) < 0.01
+    assert abs(len(idx) - len(systems)) <= 3
+    np.testing.assert_array_equal(train.resample_to_mix(systems, "catalog"), np.arange(len(systems)))
+    with pytest.raises(ValueError, match="valid: catalog, balanced"):
+        train.resample_to_mix(systems, "minerals")
+
+
+def test_system_exponent_spreads_the_ranking_over_systems(data):
+    X, labels = data
+    model = train.CrystalForest(SMALL, SMALL, fit_lattice=False).fit(X, labels.crystal_system,
+                                                                      labels.spacegroup_number)
+    from xrdbatch.crystal import crystal_system_of
+
+    def n_systems_in_top5(exponent):
+        model.system_exponent = exponent
+        groups, proba = model.space_group_proba(X[:200])
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+        top = groups[np.argsort(-proba, axis=1)[:, :5]]
+        return np.mean([len({crystal_system_of(int(g)) for g in row}) for row in top])
+
+    assert n_systems_in_top5(0.0) >= n_systems_in_top5(1.0)
+    model.system_exponent = 1.0
+    top1 = model.predict_frame(X[:50], top_k=1)
+    assert (top1["space_group_1"].map(crystal_system_of) == top1["crystal_system"]).mean() > 0.9
+
+
+def test_class_mix_is_recorded_and_resamples_the_fitted_rows(data, tmp_path):
+    X, labels = data
+    params = {"crystal_system": SMALL, "space_group": SMALL, "lattice": SMALL, "system_exponent": 0.5}
+    lines = []
+    manifest = train.train_arrays(X, labels, tmp_path / "model", feature_set="rich",
+                                  feature_names=features.feature_names("rich"), peak_params={},
+                                  conditions=Conditions(), class_mix="balanced", model_params=params,
+                                  log=lines.append)
+    assert manifest["training"]["class_mix"] == "balanced"
+    assert any("class mix balanced" in line for line in lines)
+    from xrdbatch import bundle
+
+    assert bundle.load_bundle(tmp_path / "model").model.system_exponent == 0.5

@@ -519,6 +519,57 @@ def substitute_elements(crystal, rng: np.random.Generator, p: float = 0.5):
     return Crystal(crystal.lattice, symbols, crystal.frac_coords, crystal.occupancies, crystal.b_iso)
 
 
+def substituted_catalog(table: pd.DataFrame, n_variants: int, *, seed: int = 0, p: float = 0.5,
+                        skip_sources: tuple[str, ...] = ("synthetic",)) -> pd.DataFrame:
+    """The catalog plus ``n_variants`` element-substituted copies of every ok row (issue 8).
+
+    Variant ``v`` of row ``i`` draws from ``default_rng((seed, i, v))`` (:func:`substitute_elements`), so
+    a row's variants do not depend on the rest of the table. Rows whose ``source`` starts with one of
+    ``skip_sources`` are not copied (synthetic crystals already have random chemistry). A variant keeps
+    its parent's symmetry labels, lattice and ``structure_type`` (so grouped splits keep parent and
+    variants on the same side); its ``id`` is ``"<parent id>~sub<v>"``, its ``formula`` is recomputed and
+    its ``sha256`` is that of the new crystal columns. Lattice variation comes later, per pattern, from
+    the augmentation's strain.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A catalog (:func:`xrdbatch.sources.read_catalog`).
+    n_variants : int
+        Copies per eligible row (0 returns the table unchanged).
+
+    Returns
+    -------
+    DataFrame
+        ``table`` followed by the variants (same columns).
+    """
+    import hashlib
+
+    from pymatgen.core import Composition
+
+    from xrdbatch.crystal import Crystal
+
+    if n_variants <= 0:
+        return table
+    ok = (table["status"] == "ok") & ~table["source"].astype(str).str.startswith(tuple(skip_sources))
+    rows = []
+    for i, rec in zip(np.flatnonzero(ok.to_numpy()), table[ok].to_dict("records")):
+        crystal = Crystal.from_columns(rec)
+        for v in range(1, n_variants + 1):
+            new = substitute_elements(crystal, np.random.default_rng((seed, int(i), v)), p=p)
+            cols = new.to_columns()
+            amounts: dict[str, float] = {}
+            for el, occ in zip(new.symbols, new.occupancies):
+                amounts[el] = amounts.get(el, 0.0) + float(occ)
+            digest = hashlib.sha256(json.dumps({k: np.asarray(val).tolist() for k, val in cols.items()},
+                                               sort_keys=True).encode()).hexdigest()
+            rows.append({**rec, **cols, "id": f"{rec['id']}~sub{v}", "sha256": digest,
+                         "formula": Composition(amounts).reduced_formula})
+    if not rows:
+        return table
+    return pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True)
+
+
 # ------------------------------------------------------------------------------ store hook ----
 def store_spec(augment: dict) -> str:
     """Canonical JSON of a store's augmentation ``{"params": ..., "seed": int, "copy": int}`` (validated).

@@ -64,8 +64,77 @@ _FIXED_ANGLES = {
 
 SPLITS = ("random", "grouped")
 
+#: Approximate shares of mineral species by crystal system (rounded from published symmetry statistics of
+#: the IMA list: about a third monoclinic, a fifth orthorhombic). Fixed here, never fitted to measured sets.
+MINERAL_SYSTEM_SHARES = {"triclinic": 0.09, "monoclinic": 0.32, "orthorhombic": 0.21, "tetragonal": 0.09,
+                         "trigonal": 0.12, "hexagonal": 0.08, "cubic": 0.09}
+
+#: Class mixes a training set can be resampled to (``class_mix``, issue 8): name -> crystal-system shares,
+#: or None for "as the catalogs are" (the generator's real-database space-group prior).
+CLASS_MIXES = ("catalog", "balanced", "mineral", "icsd", "cod", "mp")
+
 #: Below this many rows per tree, forests do not subsample (``max_samples`` is ignored).
 MIN_SUBSAMPLE_ROWS = 2000
+
+
+def class_mix_shares(mix: str, systems=None) -> dict[str, float] | None:
+    """Crystal-system shares of a named class mix (see :data:`CLASS_MIXES`); None for ``"catalog"``.
+
+    ``"icsd"``, ``"cod"`` and ``"mp"`` sum the space-group counts of that database
+    (``data/space_group_prior.json``) per crystal system; ``"balanced"`` is uniform over ``systems``
+    (default all seven); ``"mineral"`` is :data:`MINERAL_SYSTEM_SHARES`.
+
+    >>> round(sum(class_mix_shares("cod").values()), 6), class_mix_shares("catalog") is None
+    (1.0, True)
+    """
+    import json
+    from importlib import resources
+
+    from xrdbatch.crystal import crystal_system_of
+
+    if mix not in CLASS_MIXES:
+        raise ValueError(f"unknown class mix {mix!r}; valid: {', '.join(CLASS_MIXES)}")
+    if mix == "catalog":
+        return None
+    if mix == "balanced":
+        names = sorted(set(np.asarray(systems).astype(str))) if systems is not None else list(CRYSTAL_SYSTEMS)
+        return {s: 1.0 / len(names) for s in names}
+    if mix == "mineral":
+        return dict(MINERAL_SYSTEM_SHARES)
+    table = json.loads(resources.files("xrdbatch").joinpath("data", "space_group_prior.json").read_text())
+    counts = np.asarray(table[mix]["counts"], dtype=np.float64)
+    shares = dict.fromkeys(CRYSTAL_SYSTEMS, 0.0)
+    for number, count in enumerate(counts, start=1):
+        shares[crystal_system_of(number)] += count
+    total = sum(shares.values())
+    return {s: float(v / total) for s, v in shares.items()}
+
+
+def resample_to_mix(systems, mix: str, random_state: int = 0, n_rows: int | None = None) -> np.ndarray:
+    """Row indices whose crystal systems follow the class mix ``mix`` (same total, ``n_rows`` by default).
+
+    Every system of the mix that has rows gets ``round(share * n)`` of them, drawn without replacement
+    where there are enough and with replacement where there are not (rare systems are repeated rather
+    than synthesised). ``"catalog"`` returns every row once.
+
+    >>> s = np.array(["cubic"] * 8 + ["triclinic"] * 2)
+    >>> np.unique(s[resample_to_mix(s, "balanced")], return_counts=True)[1].tolist()
+    [5, 5]
+    """
+    systems = np.asarray(systems).astype(str)
+    shares = class_mix_shares(mix, systems)
+    if shares is None:
+        return np.arange(len(systems))
+    n = len(systems) if n_rows is None else int(n_rows)
+    present = {s: v for s, v in shares.items() if np.any(systems == s)}
+    total = sum(present.values())
+    rng = np.random.default_rng(random_state)
+    parts = []
+    for system, share in present.items():
+        rows = np.flatnonzero(systems == system)
+        k = int(round(n * share / total))
+        parts.append(rng.choice(rows, size=k, replace=k > len(rows)))
+    return np.sort(np.concatenate(parts)) if parts else np.arange(0)
 
 
 def complete_lattice(system: str, free: np.ndarray) -> np.ndarray:
@@ -131,6 +200,10 @@ class CrystalForest:
     hierarchical_space_group : bool
         True (default): one space-group forest per crystal system. False: one flat forest over all
         space groups (the seed's way; large).
+    system_exponent : float
+        Ranked space groups score ``P(system) ** system_exponent * P(sg | system)`` (rows renormalised).
+        1 (default) is the plain product; below 1 the top-k spreads over the runner-up systems, which
+        pays when the crystal-system call is uncertain (measured patterns, issue 8).
     random_state : int
     n_jobs : int or None
         Threads per forest fit/predict.
@@ -148,7 +221,8 @@ class CrystalForest:
     def __init__(self, crystal_system: ForestParams | None = None, space_group: ForestParams | None = None,
                  lattice: ForestParams | None = None, *, hierarchical_space_group: bool = True,
                  fit_lattice: bool = True, scale_column: int | None = None, scale_kind: str | None = None,
-                 wavelength_angstrom: float | None = None, random_state: int = 0, n_jobs: int | None = None):
+                 wavelength_angstrom: float | None = None, system_exponent: float = 1.0, random_state: int = 0,
+                 n_jobs: int | None = None):
         self.crystal_system = crystal_system
         self.space_group = space_group
         self.lattice = lattice
@@ -157,6 +231,7 @@ class CrystalForest:
         self.scale_column = scale_column
         self.scale_kind = scale_kind
         self.wavelength_angstrom = wavelength_angstrom
+        self.system_exponent = system_exponent
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -281,21 +356,25 @@ class CrystalForest:
         return self.crystal_system_model_.predict_proba(np.asarray(X, dtype=np.float32))
 
     def space_group_proba(self, X, system_proba: np.ndarray | None = None):
-        """``(groups (m,) int, P (n, m))``: ``P(sg) = P(system) P(sg | system)`` over every known group."""
+        """``(groups (m,) int, P (n, m))``: ``P(sg) ~ P(system) ** system_exponent P(sg | system)`` over every
+        known group (rows sum to 1)."""
         X = np.asarray(X, dtype=np.float32)
         if "all" in self.space_group_models_:
             model = self.space_group_models_["all"]
             return model.classes_.astype(np.int64), model.predict_proba(X)
         if system_proba is None:
             system_proba = self.predict_proba(X)
+        weight = np.asarray(system_proba, dtype=np.float64) ** getattr(self, "system_exponent", 1.0)
         groups, blocks = [], []
         for j, system in enumerate(self.classes_):
             model = self.space_group_models_.get(system)
             if model is None:
                 continue
             groups.append(model.classes_.astype(np.int64))
-            blocks.append(model.predict_proba(X) * system_proba[:, j:j + 1])
-        return np.concatenate(groups), np.concatenate(blocks, axis=1)
+            blocks.append(model.predict_proba(X) * weight[:, j:j + 1])
+        proba = np.concatenate(blocks, axis=1)
+        total = proba.sum(axis=1, keepdims=True)
+        return np.concatenate(groups), np.divide(proba, total, out=np.zeros_like(proba), where=total > 0)
 
     def predict_frame(self, X, top_k: int = 5, proba: np.ndarray | None = None) -> pd.DataFrame:
         """The contract's prediction table (see :meth:`xrdbatch.bundle.ModelBundle.predict`).
@@ -345,7 +424,8 @@ class CrystalForest:
         """Constructor parameters that are not forest shapes (saved in the bundle manifest)."""
         return {"hierarchical_space_group": self.hierarchical_space_group, "fit_lattice": self.fit_lattice,
                 "scale_column": self.scale_column, "scale_kind": self.scale_kind,
-                "wavelength_angstrom": self.wavelength_angstrom, "random_state": self.random_state,
+                "wavelength_angstrom": self.wavelength_angstrom, "system_exponent": self.system_exponent,
+                "random_state": self.random_state,
                 "scale_fallback_": getattr(self, "scale_fallback_", None)}
 
     # -- parts (for the bundle) ---------------------------------------------------------------
@@ -509,13 +589,16 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
                  conditions, split: str = "grouped", test_size: float = 0.2, random_state: int = 0,
                  n_jobs: int | None = None, backend: str | None = None, model_params: dict | None = None,
                  source: dict | None = None, overwrite: bool = False, log=print,
-                 calibrate: str | None = None) -> dict:
+                 calibrate: str | None = None, class_mix: str = "catalog") -> dict:
     """Split, fit, evaluate on the held-out rows, refit nothing, and write the bundle to ``out``.
 
     ``calibrate`` ("isotonic" or "temperature", issue 8): 15 % of the training structure types are kept
     out of the fit and used to fit a :class:`xrdbatch.calibration.ProbabilityCalibrator` for the
     crystal-system probabilities; it is stored in the manifest (``training.calibration``) and applied by
     :meth:`xrdbatch.bundle.ModelBundle.predict`.
+
+    ``class_mix`` (:data:`CLASS_MIXES`): the fitted rows are resampled to that crystal-system mix
+    (:func:`resample_to_mix`); held-out and calibration rows keep the catalog's mix.
 
     The held-out evaluation table goes into the bundle (``evaluation.parquet``) for the report.
     Returns the manifest.
@@ -541,8 +624,11 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
         from xrdbatch.calibration import calibrate_split
 
         train, calibration_rows = calibrate_split(train, groups, random_state)
+    fit_rows = train[resample_to_mix(labels["crystal_system"].to_numpy()[train], class_mix, random_state)]
+    if class_mix != "catalog":
+        log(f"class mix {class_mix}: {len(train)} training rows resampled to {len(fit_rows)}")
     t0 = time.perf_counter()
-    _fit(model, X[train], labels.iloc[train], backend)
+    _fit(model, X[fit_rows], labels.iloc[fit_rows], backend)
     fit_seconds = time.perf_counter() - t0
     log(f"fitted {len(model.parts())} forests in {fit_seconds:.1f} s")
     if calibrate:
@@ -559,7 +645,7 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
         + (f", lattice MAPE {metrics['lattice_mape_percent_mean']:.2f} %" if metrics["lattice_mape_percent_mean"]
            is not None else ""))
     training = {
-        "split": split, "test_size": test_size, "random_state": random_state,
+        "split": split, "test_size": test_size, "random_state": random_state, "class_mix": class_mix,
         "n_train": int(len(train)), "n_test": int(len(test)), "n_rows": int(len(X)),
         "data_sha256": data_hash(X, labels), "fit_seconds": fit_seconds,
         "fit_seconds_by_model": model.fit_seconds_, "n_jobs": n_jobs, "backend": backend or "threads",
