@@ -20,7 +20,7 @@ def model_dir(tmp_path_factory):
     train.train_arrays(X, labels, out, feature_set="rich", feature_names=features.feature_names("rich"),
                        peak_params={}, conditions=Conditions(), split="grouped",
                        model_params={"crystal_system": SMALL, "space_group": SMALL, "lattice": SMALL},
-                       log=lambda *_: None)
+                       calibrate="isotonic", log=lambda *_: None)
     return out
 
 
@@ -39,6 +39,21 @@ def test_report_files_and_metrics(model_dir, tmp_path):
     assert 0 <= sur["fidelity"] <= 1 and len(sur["features_2d"]) == 2
     assert np.isclose(sum(m["feature_importances"].values()), 1, atol=1e-3)
     assert "surrogate_tree.png" in html.read_text()
+    # calibration: reliability diagram + accuracy against coverage of the held-out rows
+    assert (out / "calibration.png").stat().st_size > 0 and "calibration.png" in html.read_text()
+    cal = m["calibration"]
+    assert cal["n"] == m["n_test"] and 0 <= cal["ece"] <= 1 and 0 <= cal["ece_raw"] <= 1
+    at = cal["accuracy_at_coverage"]
+    # answering everything = the accuracy of the calibrated answers (an argmax the calibration may move a little)
+    assert abs(at["1"] - m["crystal_system"]["accuracy"]) < 0.03
+    assert at["0.25"] >= at["1"] - 0.05  # the most confident quarter is not worse than all
+
+
+def test_calibration_summary_of_a_perfectly_ranked_model():
+    conf = np.linspace(0.01, 1, 100)
+    correct = conf > 0.5
+    s = report.calibration_summary(conf, correct, raw_confidence=conf)
+    assert s["accuracy_at_coverage"]["0.25"] == 1.0 and s["accuracy_at_coverage"]["1"] == 0.5
 
 
 def test_surrogate_is_faithful_on_a_simple_rule():

@@ -106,9 +106,42 @@ def compute_report(bundle) -> tuple[dict, dict]:
         "surrogate_cubic_tree": {k: sur[k] for k in ("fidelity", "accuracy", "fidelity_2d", "features_2d",
                                                       "ensemble_cubic_fraction", "rules")},
     })
+    confidence = calibration_inputs(bundle, table)
+    metrics["calibration"] = calibration_summary(*confidence)
     extras = {"table": table, "X": X, "names": names, "importances": importances, "surrogate": sur,
-              "labels": labels, "confusion": confusion, "topk": topk}
+              "labels": labels, "confusion": confusion, "topk": topk, "calibration": confidence}
     return metrics, extras
+
+
+def calibration_inputs(bundle, table):
+    """``(confidence, correct, raw_confidence)`` of the crystal-system answers on the held-out rows.
+
+    ``raw_confidence`` is the forest's probability of its answer; ``confidence`` is the bundle's calibrated
+    one (:mod:`xrdbatch.calibration`, fitted on other held-out structure types at training time), or the raw
+    one when the bundle has no calibrator. ``correct`` is judged for the answer the product gives.
+    """
+    classes = np.asarray(bundle.model.classes_).astype(str)
+    raw = table[[f"proba_{c}" for c in classes]].to_numpy(dtype=np.float64)
+    true = table["true_crystal_system"].astype(str).to_numpy()
+    q = raw if bundle.calibrator is None else bundle.calibrator.transform(raw)
+    return q.max(axis=1), classes[q.argmax(axis=1)] == true, raw.max(axis=1)
+
+
+def calibration_summary(confidence, correct, raw_confidence=None) -> dict:
+    """ECE before/after calibration and accuracy at the coverages a user would choose (JSON-ready)."""
+    from xrdbatch import calibration as cal
+
+    curve = cal.coverage_curve(confidence, correct)
+    at = {}
+    for coverage in (0.25, 0.5, 0.75, 1.0):
+        rows = curve[curve["coverage"] >= coverage - 1e-9]
+        if len(rows):
+            at[f"{coverage:g}"] = float(rows["accuracy"].iloc[0])
+    out = {"n": int(len(confidence)), "ece": cal.expected_calibration_error(confidence, correct),
+           "accuracy_at_coverage": at}
+    if raw_confidence is not None:
+        out["ece_raw"] = cal.expected_calibration_error(raw_confidence, correct)
+    return out
 
 
 # ------------------------------------------------------------------------------ measured patterns ----
@@ -316,6 +349,18 @@ def _figures(metrics: dict, extras: dict, out: Path) -> list[tuple[str, str]]:
     ax.set_title(f"surrogate boundary on 2 features (fidelity {sur['fidelity_2d']:.3f})")
     save(fig, "surrogate_scatter.png", "Seed figure 4: held-out rows over the surrogate's two features with the "
          "depth-2 decision boundary (missing peaks sit at the sentinel -1).")
+
+    from xrdbatch.calibration import plot_reliability
+
+    for key, name, what in (("calibration", "calibration.png", "held-out simulated structures"),
+                            ("measured_calibration", "calibration_measured.png", "measured patterns of known phase")):
+        if extras.get(key) is None:
+            continue
+        conf, correct, raw = extras[key]
+        plot_reliability(conf, correct, out / name, f"crystal system: {what}", raw_confidence=raw)
+        figs.append((name, f"Calibration on {what}: reliability diagram (accuracy against stated probability, "
+                           "calibrated and raw) and accuracy of the answered patterns against coverage when the "
+                           "least confident are left unanswered (score --abstain)."))
     return figs
 
 
@@ -348,6 +393,18 @@ def _html(metrics: dict, figs: list[tuple[str, str]]) -> str:
         measured = ("<h2>Measured patterns of known phase</h2><p>Per file: <a href=\"measured.csv\">measured.csv</a>"
                     "</p><table><tr><th>dataset</th><th>files</th><th>errors</th><th>crystal system</th>"
                     f"<th>macro recall</th><th>SG top-1</th><th>SG top-5</th></tr>{cells}</table>")
+    calib = ""
+    for key, what in (("calibration", "held-out simulated structures"),
+                      ("measured_calibration", "measured patterns of known phase")):
+        c = metrics.get(key)
+        if c:
+            cover = ", ".join(f"{float(k):.0%}: {v:.3f}" for k, v in c["accuracy_at_coverage"].items())
+            raw = f" (raw {c['ece_raw']:.3f})" if "ece_raw" in c else ""
+            calib += (f"<tr><td>{html.escape(what)}</td><td>{c['n']}</td><td>{c['ece']:.3f}{raw}</td>"
+                      f"<td>{html.escape(cover)}</td></tr>")
+    if calib:
+        calib = ("<h2>Calibration and abstention (crystal system)</h2><table><tr><th>rows</th><th>n</th>"
+                 "<th>expected calibration error</th><th>accuracy at coverage</th></tr>" + calib + "</table>")
     images = "".join(f'<figure><img src="{n}" alt="{html.escape(n)}"><figcaption>{html.escape(c)}</figcaption>'
                      "</figure>" for n, c in figs)
     return f"""<!doctype html>
@@ -358,6 +415,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:10
 <h1>Model report</h1><p>Bundle: <code>{html.escape(metrics['bundle'])}</code>; held-out rows: {metrics['n_test']}.</p>
 <table>{table}</table>
 {measured}
+{calib}
 <h2>Per-class recall</h2><table><tr><th>crystal system</th><th>recall</th><th>support</th></tr>{recall_rows}</table>
 <h2>Lattice (regressor of the true system)</h2>
 <table><tr><th>system</th><th>parameter</th><th>R²</th><th>MAPE %</th></tr>{''.join(lat_rows)}</table>
@@ -383,6 +441,12 @@ def write_report(model_dir, out, measured_labels=None, measured_root=None) -> Pa
         per_file, summary = evaluate_measured(bundle, measured_labels, measured_root)
         metrics["measured"] = summary.to_dict(orient="records")
         measured = per_file
+        good = per_file[per_file["error"] == ""]
+        if len(good):
+            conf = good["crystal_system_prob"].to_numpy(dtype=np.float64)
+            correct = good["crystal_system_hit"].to_numpy(dtype=bool)
+            extras["measured_calibration"] = (conf, correct, None)
+            metrics["measured_calibration"] = calibration_summary(conf, correct)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
