@@ -404,6 +404,32 @@ def test_lorentz_polarisation_and_monochromator():
         assert h[1] / h[0] == pytest.approx(lp(peaks[1], m) / lp(peaks[0], m), rel=0.03)
 
 
+@pytest.mark.parametrize("profile", ["gaussian", "lorentzian", "pseudo_voigt"])
+@pytest.mark.parametrize("mono", [None, 26.6])
+def test_pattern_equals_the_documented_formula_point_by_point(profile, mono):
+    """The renderer (vectorised loops, Gaussian recurrence, LP without trigonometry) against the formula of
+    :func:`patterns` evaluated directly with numpy, at every grid point, for two K-alpha lines."""
+    refl = S.Reflections(np.array([3.1, 2.0, 1.43, 1.2]), np.array([2.0, 5.0, 1.0, 3.0]), np.zeros((4, 3), np.int32))
+    cond = Conditions.from_radiation("CuKa12", two_theta_min_deg=20, two_theta_max_deg=85, two_theta_step_deg=0.01,
+                                     fwhm_deg=0.12, profile=profile, eta=0.4, monochromator_two_theta_deg=mono)
+    tt = cond.two_theta_deg()
+    expect = np.zeros_like(tt)
+    m2 = None if mono is None else math.cos(math.radians(mono)) ** 2
+    for lam, weight in zip(cond.wavelengths_angstrom, [1.0, cond.ka2_ratio]):
+        for d, inten in zip(refl.d_angstrom, refl.intensity):
+            th = math.asin(lam / (2 * d))
+            pol = 1 + math.cos(2 * th) ** 2 if m2 is None else (1 + m2 * math.cos(2 * th) ** 2) / (1 + m2)
+            lp = pol / (math.sin(th) ** 2 * math.cos(th))
+            h, x = cond.fwhm_deg, tt - math.degrees(2 * th)
+            gauss = 2 / h * math.sqrt(math.log(2) / math.pi) * np.exp(-4 * math.log(2) * x**2 / h**2)
+            lorentz = 2 / (math.pi * h) / (1 + 4 * x**2 / h**2)
+            gauss[np.abs(x) > 3.5 * h] = 0.0  # the windows of the renderer (the Gaussian is < 1e-14 there)
+            lorentz[np.abs(x) > S.WINDOW_FWHM * h] = 0.0
+            shape = {"gaussian": gauss, "lorentzian": lorentz, "pseudo_voigt": 0.4 * lorentz + 0.6 * gauss}[profile]
+            expect += weight * inten * lp * shape
+    np.testing.assert_allclose(S.pattern(refl, cond), expect / expect.max(), rtol=0, atol=2e-6)
+
+
 def test_patterns_reuse_reflections_computed_for_a_wider_range():
     # reflections up to window_fwhm x FWHM beyond the grid contribute tails; beyond that, nothing
     r = S.reflections(NACL, 0.5)

@@ -282,6 +282,63 @@ def test_retarget_equals_a_fresh_simulation(catalog, reference, tmp_path):
     np.testing.assert_array_equal(store.reflection_offsets(out), store.reflection_offsets(reference))
 
 
+def test_retarget_links_what_does_not_change_and_writes_patterns_with_the_store_codec(reference, tmp_path):
+    import zarr
+
+    new = CONDITIONS.replace(two_theta_min_deg=20.0, fwhm_deg=0.2)
+    out = str(tmp_path / "retarget.zarr")
+    store.retarget(reference, out, new, executor="serial")
+    # labels, statuses, counts and reflections are the source's files (hard links), not re-encoded copies
+    for path in ("structure_id/c/0", "formula/c/1", "a/c/2", "sim_status/c/3", "reflections/count/c/0"):
+        assert os.path.samefile(os.path.join(reference, path), os.path.join(out, path)), path
+    assert {m["n_ok"] for m in store.done_chunks(out).values()} == {m["n_ok"] for m in store.done_chunks(reference).values()}
+    codecs = zarr.open_array(out, path="intensity", mode="r").metadata.to_dict()["codecs"]
+    assert codecs[-1]["name"] == "blosc" and codecs[-1]["configuration"]["cname"] == store.INTENSITY_CODEC["cname"]
+    assert_same_but_intensity(reference, out)
+
+
+def assert_same_but_intensity(a: str, b: str) -> None:
+    da, db = store.open_dataset(a), store.open_dataset(b)
+    for name in ["sim_status", *[v for v in da.coords if v != "two_theta"]]:
+        np.testing.assert_array_equal(da[name].values, db[name].values, err_msg=name)
+    np.testing.assert_array_equal(store.reflection_offsets(a), store.reflection_offsets(b))
+
+
+def test_retarget_of_a_store_with_another_layout_copies_values(reference, tmp_path):
+    """Where the source's arrays are encoded differently (an older writer), nothing is linked: values are
+    decoded and written again, and the result is the same as from a store of the current layout."""
+    import shutil
+
+    import zarr
+
+    source = str(tmp_path / "older.zarr")
+    shutil.copytree(reference, source)
+    for name in ("formula", "sim_status", "reflections/count"):
+        values = zarr.open_array(source, path=name, mode="r")[:]
+        meta = zarr.open_array(source, path=name, mode="r").metadata
+        shutil.rmtree(os.path.join(source, name))
+        zarr.create_array(source, name=name, data=values, chunks=meta.chunks, compressors=None,
+                          fill_value=meta.fill_value, attributes=dict(meta.attributes),
+                          dimension_names=meta.dimension_names)
+    new = CONDITIONS.replace(two_theta_min_deg=20.0, fwhm_deg=0.2)
+    a, b = str(tmp_path / "from_older.zarr"), str(tmp_path / "from_current.zarr")
+    store.retarget(source, a, new, executor="serial")
+    store.retarget(reference, b, new, executor="serial")
+    assert not os.path.samefile(os.path.join(source, "formula/c/0"), os.path.join(a, "formula/c/0"))
+    np.testing.assert_array_equal(store.open_dataset(a)["intensity"].values, store.open_dataset(b)["intensity"].values)
+    assert_same_but_intensity(a, b)
+    assert_same_but_intensity(reference, a)
+
+
+def test_chunk_keys_follow_the_zarr_v3_encodings():
+    assert store._chunk_key({"chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}}},
+                            (3, 0)) == "c/3/0"
+    assert store._chunk_key({"chunk_key_encoding": {"name": "default", "configuration": {"separator": "."}}},
+                            (3,)) == "c.3"
+    assert store._chunk_key({"chunk_key_encoding": {"name": "v2"}}, (3, 0)) == "3.0"
+    assert store._chunk_key({"chunk_key_encoding": {"name": "custom"}}, (3,)) is None
+
+
 def test_retarget_refuses_beyond_the_stored_resolution(reference, tmp_path):
     wider = CONDITIONS.replace(two_theta_max_deg=100.0)
     with pytest.raises(store.StoreError, match=r"down to d = 1.0064 angstrom .* only down to 1.3"):
