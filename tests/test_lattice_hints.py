@@ -77,3 +77,143 @@ def test_density_is_higher_for_lower_symmetry_at_the_same_volume():
     d = lh.density_features(_peaks_from_d([cubic, ortho], [np.ones(len(cubic)), np.ones(len(ortho))]))
     # log(48 / 8) = 1.8 apart in principle; the volume estimate d1 d2 d3 is a/2.45 for cubic, so ~0.9
     assert d[1, 0] > d[0, 0] + 0.3
+
+
+# ---------------------------------------------------------------- orthorhombic / monoclinic / centring ----
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from xrdbatch import simulate  # noqa: E402
+from xrdbatch.conditions import Conditions  # noqa: E402
+from xrdbatch.crystal import Crystal  # noqa: E402
+
+COL = {name: i for i, name in enumerate(lh.LOW_SYMMETRY_NAMES)}
+CEN = {name: i for i, name in enumerate(lh.CENTRING_NAMES)}
+
+
+def _crystal(lattice, symbols, frac):
+    n = len(symbols)
+    return Crystal(np.asarray(lattice, float), symbols, frac, [1.0] * n, [0.5] * n)
+
+
+def _simulated_peaks(crystals):
+    cond = Conditions.from_radiation("CuKa")
+    ys = np.stack([simulate.pattern(simulate.reflections(c, cond.d_min_angstrom), cond) for c in crystals])
+    return features.find_peaks(cond.two_theta_deg(), ys, cond.wavelength_angstrom)
+
+
+def _ortho_d(a, b, c, n=20, cond=None):
+    h, k, l = np.meshgrid(*[np.arange(0, 12)] * 3, indexing="ij")
+    keep = np.ones(h.shape, bool) if cond is None else cond(h, k, l)
+    return _lines((h ** 2 / a ** 2 + k ** 2 / b ** 2 + l ** 2 / c ** 2)[keep])[:n]
+
+
+def _mono_d(a, b, c, beta_deg, n=20):
+    h, k, l = np.meshgrid(np.arange(-11, 12), np.arange(0, 12), np.arange(-11, 12), indexing="ij")
+    beta = np.radians(beta_deg)
+    s2 = np.sin(beta) ** 2
+    x = h ** 2 / (a * a * s2) + k ** 2 / b ** 2 + l ** 2 / (c * c * s2) - 2 * h * l * np.cos(beta) / (a * c * s2)
+    return _lines(x)[:n]
+
+
+def test_simulated_orthorhombic_pattern_indexes_to_its_cell():
+    rng = np.random.default_rng(3)
+    ortho = _crystal(np.diag([5.1, 6.3, 7.9]), ["Ca", "O", "O", "Si"], rng.uniform(0, 1, (4, 3)))
+    beta = np.radians(104.0)
+    mono = _crystal([[5.2, 0, 0], [0, 6.8, 0], [7.7 * np.cos(beta), 0, 7.7 * np.sin(beta)]], ["Ca", "O", "O", "Si"],
+                    rng.uniform(0, 1, (4, 3)))
+    peaks = _simulated_peaks([ortho, mono])
+    cells = lh.best_cells(peaks)
+    np.testing.assert_allclose(np.sort(cells["orthorhombic"][0]), [5.1, 6.3, 7.9], rtol=2e-3)
+    f = lh.low_symmetry_features(peaks)
+    assert f[0, COL["index_excess_orthorhombic"]] > 0.85
+    assert f[0, COL["index_mono_minus_ortho"]] < 0.0  # the orthorhombic cell needs no oblique angle
+    # monoclinic: the same lattice (any setting): unique axis and volume
+    a, b, c, beta_fit = cells["monoclinic"][1]
+    assert b == pytest.approx(6.8, rel=2e-3)
+    assert a * b * c * np.sin(np.radians(beta_fit)) == pytest.approx(5.2 * 6.8 * 7.7 * np.sin(beta), rel=5e-3)
+    assert f[1, COL["index_excess_monoclinic"]] > 0.85
+    assert f[1, COL["index_mono_minus_ortho"]] > 0.1
+
+
+def test_monoclinic_patterns_prefer_the_oblique_cell_and_orthorhombic_do_not():
+    rng = np.random.default_rng(1)
+    mono = [_mono_d(*rng.uniform(4, 11, 3), rng.uniform(95, 118)) for _ in range(20)]
+    ortho = [_ortho_d(*rng.uniform(4, 11, 3)) for _ in range(20)]
+    f = lh.low_symmetry_features(_peaks_from_d(mono + ortho))
+    gain = f[:, COL["index_mono_minus_ortho"]]
+    assert np.mean(gain[:20] > 0.05) >= 0.8
+    assert np.all(gain[20:] <= 0.05)
+    assert np.all(f[20:, COL["index_excess_orthorhombic"]] > 0.8)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2 ** 32 - 1))
+def test_random_positions_score_far_below_a_lattice(seed):
+    rng = np.random.default_rng(seed)
+    random_d = [sorted(rng.uniform(1.3, 8.0, 20), reverse=True) for _ in range(3)]
+    f = lh.low_symmetry_features(_peaks_from_d(random_d + [_ortho_d(*rng.uniform(4, 11, 3))]))
+    excess = f[:, COL["index_excess_orthorhombic"]]
+    # the best of ~1000 trial cells fits some random lines beyond the chance estimate (selection), never most
+    assert excess[:3].max() < 0.6
+    assert excess[3] > 0.8
+
+
+def test_orthorhombic_centring_is_recognised():
+    c_centred = _ortho_d(5.5, 7.0, 9.0, cond=lambda h, k, l: (h + k) % 2 == 0)
+    primitive = _ortho_d(5.5, 7.0, 9.0)
+    f = lh.low_symmetry_features(_peaks_from_d([c_centred, primitive]))
+    face = f[:, COL["ortho_excess_C_minus_P"]]
+    assert face[0] > 0 > face[1] + 0.1
+
+
+def test_centring_of_cubic_tetragonal_hexagonal_cells():
+    def cubic(a, allowed, n=12):
+        return [a / np.sqrt(N) for N in range(1, 100) if lh._CUBIC[N] and allowed(N)][:n]
+
+    def tet(a, c, body_centred):
+        x = {(h * h + k * k) / a ** 2 + l * l / c ** 2 for h in range(6) for k in range(6) for l in range(8)
+             if (h, k, l) != (0, 0, 0) and (not body_centred or (h + k + l) % 2 == 0)}
+        return [1 / np.sqrt(v) for v in sorted(x)[:12]]
+
+    def hexa(a, c, rhombohedral):
+        h, k, l = np.meshgrid(*[np.arange(-8, 9)] * 3, indexing="ij")
+        keep = ((-h + k + l) % 3 == 0) if rhombohedral else np.ones(h.shape, bool)
+        return _lines((4 / 3 * (h ** 2 + h * k + k ** 2) / a ** 2 + l ** 2 / c ** 2)[keep], 1.2)[:12]
+
+    rows = [cubic(3.3, lambda N: N % 2 == 0), cubic(4.05, lambda N: N % 8 == 3 or N % 4 == 0),
+            tet(4.6, 3.0, False), tet(4.0, 9.0, True), hexa(3.2, 5.1, False), hexa(4.99, 17.06, True)]
+    f = lh.centring_features(_peaks_from_d(rows))
+    assert f[0, CEN["cubic_I_minus_P"]] >= 0 > f[0, CEN["cubic_F_minus_P"]] + 0.2  # bcc
+    assert f[1, CEN["cubic_F_minus_P"]] >= 0 > f[1, CEN["cubic_Fd_minus_P"]] + 0.1  # fcc, not diamond
+    assert f[2, CEN["tetragonal_I_minus_P"]] < -0.2 < 0 <= f[3, CEN["tetragonal_I_minus_P"]]
+    assert f[4, CEN["hexagonal_R_minus_P"]] < -0.2 < 0 <= f[5, CEN["hexagonal_R_minus_P"]]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.floats(1.3, 9.0), min_size=6, max_size=25, unique=True), st.floats(0.8, 1.25))
+def test_strong_line_ratios_do_not_depend_on_the_cell_scale(ds, scale):
+    ds = sorted(ds, reverse=True)
+    scaled = [d * scale for d in ds if d * scale > 0.8]
+    if len(scaled) < len(ds):
+        return
+    heights = [np.linspace(1.0, 0.2, len(ds))] * 2
+    r = lh.ratio_features(_peaks_from_d([ds, scaled], heights))
+    strong = [i for i, name in enumerate(lh.RATIO_NAMES) if name.startswith("strong")]
+    np.testing.assert_allclose(r[0, strong], r[1, strong], rtol=1e-9)
+    assert np.all(r[:, :-len(strong)] >= -1)
+
+
+def test_indexed_feature_set_extends_measured(shared):
+    folder = shared("measured", "rruff_minerals_dev")
+    names = features.feature_names("indexed")
+    assert names[:len(features.feature_names("measured"))] == features.feature_names("measured")
+    assert len(set(names)) == len(names)
+    files = sorted(folder.glob("rruff_*.xy"))[:8]
+    for path in files:
+        data = np.loadtxt(path)
+        x = features.extract(data[:, 0], data[:, 1], LAMBDA, "indexed", height_rel=0.04)
+        assert x.shape == (1, len(names)) and np.all(np.isfinite(x)), path
+        excess = x[0, names.index("index_excess_orthorhombic")]
+        assert -0.5 <= excess <= 1.0, path

@@ -180,7 +180,7 @@ def _scores_kernel(xs, tols, counts, shifts, cubic, tet, hexa, seed_n, seed_m_te
             out[p, 1 + fam] = best / k if best > -1e8 else 0.0
 
 
-def _tested_peaks(peaks, K: int = N_TEST_PEAKS, with_rank: bool = False):
+def _tested_peaks(peaks, K: int = N_TEST_PEAKS, with_rank: bool = False, tol_deg: float | None = None):
     """(x (n, K) ascending 1/d^2 of the K strongest peaks, NaN-padded; tolerances (n, K); counts (n,)).
 
     With ``with_rank``, also the strength rank (n, K) of each tested peak (0 = strongest, -1 padding).
@@ -203,7 +203,7 @@ def _tested_peaks(peaks, K: int = N_TEST_PEAKS, with_rank: bool = False):
     # with sin(theta) = lambda q / (4 pi) the wavelength cancels to first order for the stated angle tolerance
     theta = np.radians(peaks.two_theta_deg[sel] / 2)
     lam = 4 * np.pi * np.sin(theta) / np.maximum(q, 1e-12)
-    dtheta = np.radians(TOL_TWO_THETA_DEG / 2)
+    dtheta = np.radians((TOL_TWO_THETA_DEG if tol_deg is None else tol_deg) / 2)
     tol = 4 * np.sin(theta) * np.cos(theta) * dtheta / lam ** 2 + 2e-4 * x
     # sort each pattern's tested peaks by x ascending
     o2 = np.lexsort((x, pat))
@@ -284,12 +284,16 @@ N_TEST_PEAKS_LOW = 20
 #: Lowest-angle tested peaks that seed the zones (and the third axis).
 N_SEED_PEAKS_LOW = 6
 #: Rectangular zones kept for the third axis.
-N_ZONES = 4
+N_ZONES = 6
 #: Orthorhombic cells kept for the monoclinic search (a monoclinic pattern's true a*, b*, c* cell indexes only
 #: its h0l-free lines, so it ranks below cells that fit more lines by chance: keep enough of them).
 N_ORTHO_KEEP = 10
 #: Best orthorhombic cells on which the centring conditions are tested.
 N_CENTRING_CELLS = 4
+#: Position tolerance (degrees of 2-theta) of the low-symmetry searches: wider than the cubic/tetragonal/hexagonal
+#: one because 20 peaks reach higher angles, where zero shift and sample displacement move lines most (0.08
+#: separated orthorhombic from monoclinic/triclinic RRUFF patterns best among 0.03 / 0.05 / 0.08 / 0.12).
+TOL_LOW_TWO_THETA_DEG = 0.08
 #: Trial cells predicting more lines than this many per tested peak are not scored (they index anything).
 MAX_LINES_PER_PEAK = 8.0
 #: Longest cell edge tried (angstrom): A = 1/a^2 >= 1/MAX_EDGE^2.
@@ -487,8 +491,9 @@ LOW_SYMMETRY_NAMES = (
 
 @njit(cache=True, nogil=True)
 def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, n_zones, n_keep, a_min,
-                     max_lines_per_peak, out):
-    """One pattern: x (n,) ascending, strong (n,) bool = among the 5 strongest. Fills out (19,)."""
+                     max_lines_per_peak, out, cell):
+    """One pattern: x (n,) ascending, strong (n,) bool = among the 5 strongest. Fills out (19,) and cell (7,):
+    the best orthorhombic (A, B, C) and monoclinic (P, U, R, D) metric coefficients (1/angstrom^2)."""
     ns = min(n_seed, n)
     # ---- 1. zones
     zA = np.zeros(n_zones)
@@ -585,11 +590,16 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
             best = q
     for f in range(out.shape[0]):
         out[f] = 0.0
+    for f in range(cell.shape[0]):
+        cell[f] = 0.0
     if kS[best] <= -1e8:
         return
     a = kA[best]
     b = kB[best]
     c = kC[best]
+    cell[0] = a
+    cell[1] = b
+    cell[2] = c
     x_max = x[n - 1]
     n_calc = _n_calc_ortho(x_max, a, b, c)
     out[0] = kS[best] / n
@@ -720,6 +730,8 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
     u = m_cell[1]
     r = m_cell[2]
     d = m_cell[3]
+    for f in range(4):
+        cell[3 + f] = m_cell[f]
     out[1] = m_best / n
     out[2] = (m_best - kS[best]) / n
     out[4] = m_hits / n
@@ -738,15 +750,52 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
 
 @njit(cache=True, nogil=True)
 def _low_sym_kernel(xs, tols, strong, counts, zone_sq, ortho_frac, mono_frac, n_seed, n_zones, n_keep, a_min,
-                    max_lines_per_peak, out):
+                    max_lines_per_peak, out, cells):
     for p in range(xs.shape[0]):
         k = counts[p]
         if k < 5:
             for f in range(out.shape[1]):
                 out[p, f] = 0.0
+            for f in range(cells.shape[1]):
+                cells[p, f] = 0.0
             continue
         _low_sym_pattern(xs[p, :k], tols[p, :k], k, strong[p, :k], zone_sq, ortho_frac, mono_frac, n_seed,
-                         n_zones, n_keep, a_min, max_lines_per_peak, out[p])
+                         n_zones, n_keep, a_min, max_lines_per_peak, out[p], cells[p])
+
+
+def _low_symmetry(peaks):
+    xs, tols, counts, ranks = _tested_peaks(peaks, N_TEST_PEAKS_LOW, with_rank=True, tol_deg=TOL_LOW_TWO_THETA_DEG)
+    out = np.zeros((peaks.n_patterns, len(LOW_SYMMETRY_NAMES)))
+    cells = np.zeros((peaks.n_patterns, 7))
+    _low_sym_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), (ranks >= 0) & (ranks < 5), counts,
+                    _ZONE_SQ, _ORTHO_FRAC, _MONO_FRAC, N_SEED_PEAKS_LOW, N_ZONES, N_ORTHO_KEEP,
+                    1.0 / MAX_EDGE_ANGSTROM ** 2, MAX_LINES_PER_PEAK, out, cells)
+    return out, cells
+
+
+def best_cells(peaks) -> dict:
+    """The best orthorhombic and monoclinic trial cells of each pattern (what the features were scored on).
+
+    Returns
+    -------
+    dict
+        ``"orthorhombic"``: (n, 3) edges a, b, c in angstrom (order of the search, not sorted);
+        ``"monoclinic"``: (n, 4) a, b (unique), c in angstrom and beta in degrees (from the reciprocal metric
+        ``x = h^2 P + k^2 U + l^2 R + 2 h l D``: ``cos beta* = D / sqrt(P R)``, ``beta = 180 - beta*``).
+        NaN where a pattern has fewer than 5 peaks.
+    """
+    _, cells = _low_symmetry(peaks)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ortho = 1.0 / np.sqrt(cells[:, :3])
+        p, u, r, d = cells[:, 3:].T
+        cos_bs = d / np.sqrt(p * r)
+        sin_bs = np.sqrt(1 - cos_bs ** 2)
+        mono = np.stack([1 / (np.sqrt(p) * sin_bs), 1 / np.sqrt(u), 1 / (np.sqrt(r) * sin_bs),
+                         180.0 - np.degrees(np.arccos(cos_bs))], axis=1)
+    bad = cells[:, 0] <= 0
+    ortho[bad] = np.nan
+    mono[bad] = np.nan
+    return {"orthorhombic": ortho, "monoclinic": mono}
 
 
 def low_symmetry_features(peaks) -> np.ndarray:
@@ -760,12 +809,7 @@ def low_symmetry_features(peaks) -> np.ndarray:
     cells (positive when a reflection condition explains the same lines with fewer calculated lines).
     Patterns with fewer than 5 peaks are all 0.
     """
-    xs, tols, counts, ranks = _tested_peaks(peaks, N_TEST_PEAKS_LOW, with_rank=True)
-    out = np.zeros((peaks.n_patterns, len(LOW_SYMMETRY_NAMES)))
-    _low_sym_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), (ranks >= 0) & (ranks < 5), counts,
-                    _ZONE_SQ, _ORTHO_FRAC, _MONO_FRAC, N_SEED_PEAKS_LOW, N_ZONES, N_ORTHO_KEEP,
-                    1.0 / MAX_EDGE_ANGSTROM ** 2, MAX_LINES_PER_PEAK, out)
-    return out
+    return _low_symmetry(peaks)[0]
 
 
 def block_low_symmetry(peaks, k):
