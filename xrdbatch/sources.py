@@ -45,6 +45,8 @@ from xrdbatch.crystal import CRYSTAL_COLUMNS, Crystal, crystal_system_of
 #: prototype CIFs (0.01: 98.9 %, 0.1: 96 %; see tests/test_sources.py and the README) and suits
 #: ICSD-quality coordinates (4-5 decimals).
 DEFAULT_SYMPREC = 1e-3
+#: Symmetry finder of the labels (key of :data:`LABELLERS`).
+DEFAULT_LABELLER = "spglib"
 #: Structures with more atomic sites than this in the stored cell become ``skipped`` rows.
 DEFAULT_MAX_ATOMS = 500
 #: Plausible range of cell volume per atom (occupancy-weighted), angstrom^3.
@@ -95,6 +97,8 @@ class Options:
         Accepted cell volume per (occupancy-weighted) atom, angstrom^3.
     min_distance_angstrom : float
         Closest approach of two fully occupied positions.
+    labeller : str
+        Symmetry finder, a key of :data:`LABELLERS` (``"spglib"`` or ``"moyopy"``).
     """
 
     symprec: float = DEFAULT_SYMPREC
@@ -102,6 +106,7 @@ class Options:
     max_atoms: int = DEFAULT_MAX_ATOMS
     volume_per_atom_range: tuple = DEFAULT_VOLUME_PER_ATOM_RANGE
     min_distance_angstrom: float = DEFAULT_MIN_DISTANCE_ANGSTROM
+    labeller: str = DEFAULT_LABELLER
 
 
 # ================================================================================= raw records ====
@@ -287,13 +292,12 @@ def expand_sites(frac: np.ndarray, rot: np.ndarray, tran: np.ndarray, lattice: n
     _, first = np.unique(key, return_index=True)
     first.sort()
     images, site = images[first], site[first]
-    if len(site) > 1:
-        i, j = close_pairs(images, lattice, tol_angstrom)
-        same = site[i] == site[j]
-        if same.any():
-            drop = np.zeros(len(site), dtype=bool)
-            drop[np.maximum(i[same], j[same])] = True
-            images, site = images[~drop], site[~drop]
+    if len(site) > len(frac):  # images of one site closer than the tolerance: keep the first
+        i, j = close_pairs(images, lattice, tol_angstrom, group=site)
+        if len(j):
+            keep = np.ones(len(site), dtype=bool)
+            keep[j] = False
+            images, site = images[keep], site[keep]
     return images, site
 
 
@@ -634,24 +638,39 @@ def file_type(path: str | Path) -> str:
 # ==================================================================================== labelling ====
 def _formula(amounts: dict[str, float]) -> str:
     """Reduced formula, elements ordered by electronegativity (as pymatgen's reduced_formula)."""
+    return _formula_of(tuple(sorted(amounts.items())))
+
+
+def _integers(vals) -> list[int] | None:
+    """The amounts as positive integers divided by their gcd, or None if they are not integers (1e-3)."""
+    ints = [round(v) for v in vals]
+    if all(r > 0 and abs(v - r) <= 1e-3 + 1e-5 * abs(r) for v, r in zip(vals, ints)):
+        g = math.gcd(*ints)
+        return [r // g for r in ints]
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _formula_of(items: tuple) -> str:
     el = _elements()
-    items = sorted(amounts.items(), key=lambda kv: (el[kv[0]]["X"], kv[0]))
-    vals = np.array([v for _, v in items])
-    if np.allclose(vals, np.round(vals), atol=1e-3) and np.all(np.round(vals) > 0):
-        ints = np.round(vals).astype(int)
-        g = int(np.gcd.reduce(ints))
-        vals = ints // g
-        return "".join(f"{s}{'' if v == 1 else int(v)}" for (s, _), v in zip(items, vals))
+    items = sorted(items, key=lambda kv: (el[kv[0]]["X"], kv[0]))
+    vals = [float(v) for _, v in items]
+    ints = _integers(vals)
+    if ints is not None:
+        return "".join(f"{s}{'' if v == 1 else v}" for (s, _), v in zip(items, ints))
     return "".join(f"{s}{v:.4g}" if abs(v - 1) > 1e-3 else s for (s, _), v in zip(items, vals))
 
 
 def _anonymous(amounts: dict[str, float]) -> str:
     """Anonymised reduced formula ('Fe2O3' -> 'A2B3'), amounts ascending."""
-    vals = np.array(sorted(amounts.values()))
-    if np.allclose(vals, np.round(vals), atol=1e-3) and np.all(np.round(vals) > 0):
-        ints = np.round(vals).astype(int)
-        vals = ints // int(np.gcd.reduce(ints))
-        parts = [f"{'' if v == 1 else int(v)}" for v in vals]
+    return _anonymous_of(tuple(sorted(float(v) for v in amounts.values())))
+
+
+@lru_cache(maxsize=65536)
+def _anonymous_of(vals: tuple) -> str:
+    ints = _integers(vals)
+    if ints is not None:
+        parts = ["" if v == 1 else str(v) for v in ints]
     else:
         parts = [f"{v / vals[0]:.3g}".rstrip("0").rstrip(".") for v in vals]
         parts = ["" if p == "1" else p for p in parts]
@@ -665,10 +684,72 @@ def _face_spacings(lattice: np.ndarray) -> np.ndarray:
                       [c[1] * a[2] - c[2] * a[1], c[2] * a[0] - c[0] * a[2], c[0] * a[1] - c[1] * a[0]],
                       [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]])
     volume = abs(float(a @ cross[0]))
-    return volume / np.maximum(np.sqrt((cross**2).sum(axis=1)), 1e-300)
+    return volume / np.maximum(np.sqrt((cross * cross).sum(axis=1)), 1e-300)
 
 
-_SHIFTS = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=np.float64)
+class Symmetry(NamedTuple):
+    """What a labeller finds in one cell (see :data:`LABELLERS`).
+
+    Attributes
+    ----------
+    number : int
+        International Tables space-group number, 1-230.
+    symbol : str
+        Short Hermann-Mauguin symbol as spglib writes it (``"Fm-3m"``, ``"P2_1/c"``).
+    std_lattice : ndarray, shape (3, 3)
+        Conventional standard cell (spglib's convention), rows, angstrom.
+    wyckoffs : sequence of str, length n
+        Wyckoff letter of each input site.
+    """
+
+    number: int
+    symbol: str
+    std_lattice: np.ndarray
+    wyckoffs: tuple
+
+
+def _symmetry_spglib(lattice, positions, types, symprec: float, angle_tolerance_deg: float) -> Symmetry:
+    """spglib ``get_symmetry_dataset``: the reference labeller."""
+    import spglib
+
+    try:
+        ds = spglib.get_symmetry_dataset((lattice, positions, types), symprec=symprec,
+                                         angle_tolerance=angle_tolerance_deg)
+    except Exception as exc:  # spglib >= 2.5 may raise instead of returning None
+        raise RecordError(f"spglib failed at symprec={symprec:g}: {exc}") from None
+    if ds is None:
+        raise RecordError(f"spglib found no symmetry at symprec={symprec:g} (overlapping atoms?)")
+    return Symmetry(int(ds.number), str(ds.international), np.asarray(ds.std_lattice), tuple(ds.wyckoffs))
+
+
+@lru_cache(maxsize=None)
+def _spglib_symbols() -> tuple:
+    """spglib's short Hermann-Mauguin symbol of each Hall number (index 1-530)."""
+    import spglib
+
+    return ("",) + tuple(str(spglib.get_spacegroup_type(h).international_short) for h in range(1, 531))
+
+
+def _symmetry_moyopy(lattice, positions, types, symprec: float, angle_tolerance_deg: float) -> Symmetry:
+    """moyopy (Rust port of spglib's algorithm) in spglib's setting; symbols from spglib's Hall-number table."""
+    import moyopy
+
+    cell = moyopy.Cell(lattice.tolist(), positions.tolist(), types.tolist())
+    angle = None if angle_tolerance_deg < 0 else math.radians(angle_tolerance_deg)
+    try:
+        ds = moyopy.MoyoDataset(cell, symprec=symprec, angle_tolerance=angle, setting=moyopy.Setting.spglib())
+    except Exception as exc:  # noqa: BLE001 - moyopy raises ValueError/RuntimeError with its own message
+        raise RecordError(f"moyopy found no symmetry at symprec={symprec:g}: {exc}") from None
+    return Symmetry(int(ds.number), _spglib_symbols()[ds.hall_number], np.asarray(ds.std_cell.basis),
+                    tuple(ds.wyckoffs))
+
+
+#: Symmetry finders by name: ``f(lattice (3,3), positions (n,3), types (n,), symprec_angstrom,
+#: angle_tolerance_deg) -> Symmetry``; raise :class:`RecordError` when they find none.
+LABELLERS: dict[str, Callable[..., Symmetry]] = {
+    "spglib": _symmetry_spglib,
+    "moyopy": _symmetry_moyopy,
+}
 
 
 class Labels(NamedTuple):
@@ -711,8 +792,6 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
         With the catalog reason: invalid cell, absurd volume per atom, overlapping atoms, occupancy above 1,
         too many atoms (message starts with ``"skipped:"``), or no symmetry found.
     """
-    import spglib
-
     options = options or Options()
     lattice = crystal.lattice
     if not np.all(np.isfinite(lattice)) or not np.all(np.isfinite(crystal.frac_coords)):
@@ -750,89 +829,144 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     pos = frac[first]
     if n_sites > 1 and options.min_distance_angstrom > 0:
         _check_overlaps(pos, site_occ, lattice, [crystal.symbols[k] for k in first], options.min_distance_angstrom)
-    # spglib types: one per distinct composition of a position.
+    # Symmetry types: one per distinct composition of a position, numbered in order of appearance.
+    symbols = np.array(crystal.symbols)
+    element, of_entry = np.unique(symbols, return_inverse=True)
     if n_sites == len(occ) and np.all(occ >= 1.0 - 1e-6):  # ordered: one entry per position
-        comps = [((s, 1.0),) for s in (crystal.symbols[k] for k in first)]
-    else:
+        kind, first_of_kind, of_site = np.unique(of_entry[first], return_index=True, return_inverse=True)
+        rank = np.empty(len(kind), dtype=np.int64)
+        rank[np.argsort(first_of_kind)] = np.arange(len(kind))
+        types = rank[of_site] + 1
+        comp_of_type = [((str(element[k]), 1.0),) for k in kind[np.argsort(first_of_kind)]]
+    else:  # disordered: the (species, occupancy) set of each position
         lists = [[] for _ in range(n_sites)]
         for k, j in enumerate(inverse):
             lists[j].append((crystal.symbols[k], round(float(occ[k]), 3)))
-        comps = [tuple(sorted(c)) for c in lists]
-    comp_of_site: dict = {}
-    types = np.array([comp_of_site.setdefault(c, len(comp_of_site) + 1) for c in comps], dtype=np.int64)
+        comp_index: dict = {}
+        types = np.array([comp_index.setdefault(tuple(sorted(c)), len(comp_index) + 1) for c in lists],
+                         dtype=np.int64)
+        comp_of_type = list(comp_index)
     try:
-        ds = spglib.get_symmetry_dataset((lattice, pos, types), symprec=options.symprec,
-                                         angle_tolerance=options.angle_tolerance_deg)
-    except Exception as exc:  # spglib >= 2.5 may raise instead of returning None
-        raise RecordError(f"spglib failed at symprec={options.symprec:g}: {exc}") from None
-    if ds is None:
-        raise RecordError(f"spglib found no symmetry at symprec={options.symprec:g} (overlapping atoms?)")
-    std = np.asarray(ds.std_lattice)
+        find = LABELLERS[options.labeller]
+    except KeyError:
+        raise ValueError(f"unknown labeller {options.labeller!r}; valid: {', '.join(LABELLERS)}") from None
+    ds = find(lattice, pos, types, options.symprec, options.angle_tolerance_deg)
+    std = ds.std_lattice
     a, b, c = np.linalg.norm(std, axis=1)
-    alpha = math.degrees(math.acos(np.clip(std[1] @ std[2] / (b * c), -1, 1)))
-    beta = math.degrees(math.acos(np.clip(std[0] @ std[2] / (a * c), -1, 1)))
-    gamma = math.degrees(math.acos(np.clip(std[0] @ std[1] / (a * b), -1, 1)))
-    amounts: dict[str, float] = {}
-    for s, o in zip(crystal.symbols, occ):
-        amounts[s] = amounts.get(s, 0.0) + float(o)
+    alpha = math.degrees(math.acos(min(1.0, max(-1.0, float(std[1] @ std[2] / (b * c))))))
+    beta = math.degrees(math.acos(min(1.0, max(-1.0, float(std[0] @ std[2] / (a * c))))))
+    gamma = math.degrees(math.acos(min(1.0, max(-1.0, float(std[0] @ std[1] / (a * b))))))
+    weights = np.bincount(of_entry, weights=occ, minlength=len(element))
+    amounts = dict(zip(element.tolist(), weights.tolist()))
     formula = _formula(amounts)
-    number = int(ds.number)
-    wyck = sorted(Counter(zip(comps, ds.wyckoffs)).items())
+    number = ds.number
+    # Wyckoff composition: how many positions of each (composition, Wyckoff letter).
+    pair, count = np.unique(np.char.add(types.astype(str), np.array(ds.wyckoffs, dtype=str)), return_counts=True)
+    wyck = sorted(((comp_of_type[int(k[:-1]) - 1], k[-1]), int(n)) for k, n in zip(pair.tolist(), count.tolist()))
     fp = _sha256(repr((formula, number, round(a, 2), round(b, 2), round(c, 2), round(alpha, 1), round(beta, 1),
                        round(gamma, 1), wyck)).encode())[:24]
-    return Labels(formula, n_sites, number, str(ds.international), crystal_system_of(number),
+    return Labels(formula, n_sites, number, ds.symbol, crystal_system_of(number),
                   float(a), float(b), float(c), alpha, beta, gamma, volume, _anonymous(amounts), fp)
 
 
-def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float) -> tuple[np.ndarray, np.ndarray]:
+def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float,
+                group: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of distinct positions closer than a cutoff under periodic boundary conditions.
 
-    Only positions within ``cutoff`` of a cell face get periodic images (margin = cutoff / face spacing),
-    so a KD-tree over barely more than n points answers exactly; O(n log n).
+    A compiled loop over pairs (numba): the fractional difference of a pair is wrapped into
+    [-0.5, 0.5) and only the periodic images whose fractional offsets stay within
+    ``cutoff / face spacing`` on every axis are measured, so each pair costs a few flops; exact for
+    any cell shape.
 
     Parameters
     ----------
     frac : ndarray, shape (n, 3)
-        Fractional coordinates in [0, 1).
+        Fractional coordinates.
     lattice : ndarray, shape (3, 3)
         Lattice vectors as rows, angstrom.
     cutoff_angstrom : float
         Must be below the smallest face spacing of the cell.
+    group : ndarray of int, shape (n,), optional
+        Only pairs within the same group (e.g. images of one asymmetric-unit site).
 
     Returns
     -------
     i, j : ndarray of int
-        Indices of the positions of each close pair (i != j; a pair may repeat).
+        Indices of the positions of each close pair (i < j; a pair repeats once per close image).
     """
-    from scipy.spatial import cKDTree
+    frac = np.ascontiguousarray(frac, dtype=np.float64)
+    lattice = np.ascontiguousarray(lattice, dtype=np.float64)
+    n = frac.shape[0]
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    margin = cutoff_angstrom / _face_spacings(lattice)
+    grouped = group is not None
+    group = np.ascontiguousarray(group if grouped else np.zeros(n), dtype=np.int64)
+    return _close_pairs_kernel()(frac, lattice, margin, float(cutoff_angstrom), group, grouped)
 
-    margin = np.minimum(cutoff_angstrom / _face_spacings(lattice), 0.5)
-    lo = frac < margin[None, :]
-    hi = frac > 1.0 - margin[None, :]
-    sel = _SHIFTS[:, None, :]
-    ok = np.where(sel == 0, True, np.where(sel > 0, lo[None], hi[None])).all(axis=2)  # (27, n)
-    s_idx, p_idx = np.nonzero(ok)
-    ext = (frac[p_idx] + _SHIFTS[s_idx]) @ lattice
-    pairs = cKDTree(ext).query_pairs(cutoff_angstrom, output_type="ndarray")
-    i, j = p_idx[pairs[:, 0]], p_idx[pairs[:, 1]]
-    keep = i != j
-    return i[keep], j[keep]
+
+def _close_pairs_loop(frac, lattice, margin, cutoff, group, grouped):  # compiled by _close_pairs_kernel
+    n = frac.shape[0]
+    cut2 = cutoff * cutoff
+    out_i = []
+    out_j = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            if grouped and group[i] != group[j]:
+                continue
+            d0 = frac[j, 0] - frac[i, 0]
+            d1 = frac[j, 1] - frac[i, 1]
+            d2 = frac[j, 2] - frac[i, 2]
+            d0 -= np.floor(d0 + 0.5)
+            d1 -= np.floor(d1 + 0.5)
+            d2 -= np.floor(d2 + 0.5)
+            for s0 in (-1.0, 0.0, 1.0):
+                e0 = d0 + s0
+                if abs(e0) >= margin[0]:
+                    continue
+                for s1 in (-1.0, 0.0, 1.0):
+                    e1 = d1 + s1
+                    if abs(e1) >= margin[1]:
+                        continue
+                    for s2 in (-1.0, 0.0, 1.0):
+                        e2 = d2 + s2
+                        if abs(e2) >= margin[2]:
+                            continue
+                        x = e0 * lattice[0, 0] + e1 * lattice[1, 0] + e2 * lattice[2, 0]
+                        y = e0 * lattice[0, 1] + e1 * lattice[1, 1] + e2 * lattice[2, 1]
+                        z = e0 * lattice[0, 2] + e1 * lattice[1, 2] + e2 * lattice[2, 2]
+                        if x * x + y * y + z * z < cut2:
+                            out_i.append(i)
+                            out_j.append(j)
+    return np.array(out_i, dtype=np.int64), np.array(out_j, dtype=np.int64)
+
+
+@lru_cache(maxsize=None)
+def _close_pairs_kernel():
+    """:func:`_close_pairs_loop` compiled with numba on first use (cached on disk; no import-time cost)."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_close_pairs_loop)
 
 
 def _check_overlaps(pos, site_occ, lattice, symbols, min_distance):
+    """Raise for the closest pair of positions nearer than ``min_distance`` holding more than one atom."""
     i, j = close_pairs(pos, lattice, min_distance)
     if len(i) == 0:
         return
     total = site_occ[i] + site_occ[j]
     bad = total > 1.0 + 1e-2
-    if bad.any():
-        k = int(np.argmax(bad))
-        d = pos[j[k]] - pos[i[k]]
-        d -= np.round(d)
-        dist = float(np.linalg.norm(d @ lattice))
-        raise RecordError(f"overlapping atoms: {symbols[i[k]]} and {symbols[j[k]]} {dist:.3f} angstrom apart "
-                          f"(< {min_distance:g}) with total occupancy {total[k]:.3g}; check for duplicated sites "
-                          "or a wrong space-group setting")
+    if not bad.any():
+        return
+    i, j, total = i[bad], j[bad], total[bad]
+    d = pos[j] - pos[i]
+    d -= np.round(d)
+    shifts = np.stack(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij"), -1).reshape(-1, 3)
+    dist = np.linalg.norm((d[:, None, :] + shifts[None]) @ lattice, axis=2).min(axis=1)
+    k = int(np.argmin(dist))
+    raise RecordError(f"overlapping atoms: {symbols[i[k]]} and {symbols[j[k]]} {dist[k]:.3f} angstrom apart "
+                      f"(< {min_distance:g}) with total occupancy {total[k]:.3g}; check for duplicated sites "
+                      "or a wrong space-group setting")
 
 
 # ======================================================================================= rows ====
@@ -1127,7 +1261,7 @@ def ingest(specs, *, symprec: float = DEFAULT_SYMPREC, max_atoms: int = DEFAULT_
            seed: int = 0, prior: str = "icsd", client=None, progress: bool = False, executor: str | None = None,
            n_workers: int | None = None, batch_size: int = 256,
            volume_per_atom_range: tuple = DEFAULT_VOLUME_PER_ATOM_RANGE,
-           min_distance_angstrom: float = DEFAULT_MIN_DISTANCE_ANGSTROM):
+           min_distance_angstrom: float = DEFAULT_MIN_DISTANCE_ANGSTROM, labeller: str = DEFAULT_LABELLER):
     """Read structure sources into a labelled catalog.
 
     Parameters
@@ -1156,6 +1290,8 @@ def ingest(specs, *, symprec: float = DEFAULT_SYMPREC, max_atoms: int = DEFAULT_
         Files or records per task.
     volume_per_atom_range, min_distance_angstrom
         Physical sanity limits, see :class:`Options`.
+    labeller : str
+        Symmetry finder of the labels, a key of :data:`LABELLERS` (default :data:`DEFAULT_LABELLER`).
 
     Returns
     -------
@@ -1165,16 +1301,18 @@ def ingest(specs, *, symprec: float = DEFAULT_SYMPREC, max_atoms: int = DEFAULT_
     return _ingest_table(specs, symprec=symprec, max_atoms=max_atoms, dedupe=dedupe, seed=seed, prior=prior,
                          client=client, progress=progress, executor=executor, n_workers=n_workers,
                          batch_size=batch_size, volume_per_atom_range=volume_per_atom_range,
-                         min_distance_angstrom=min_distance_angstrom).to_pandas()
+                         min_distance_angstrom=min_distance_angstrom, labeller=labeller).to_pandas()
 
 
 def _ingest_table(specs, *, symprec, max_atoms, dedupe, seed, prior, client, progress, executor, n_workers,
-                  batch_size, volume_per_atom_range, min_distance_angstrom):
+                  batch_size, volume_per_atom_range, min_distance_angstrom, labeller=DEFAULT_LABELLER):
     import pyarrow as pa
 
     options = Options(symprec=float(symprec), max_atoms=int(max_atoms),
                       volume_per_atom_range=tuple(volume_per_atom_range),
-                      min_distance_angstrom=float(min_distance_angstrom))
+                      min_distance_angstrom=float(min_distance_angstrom), labeller=str(labeller))
+    if labeller not in LABELLERS:
+        raise ValueError(f"unknown labeller {labeller!r}; valid: {', '.join(LABELLERS)}")
     if prior not in _valid_priors():
         raise ValueError(f"unknown space-group prior {prior!r}; valid: {', '.join(_valid_priors())}")
     tasks = plan(specs, batch_size=batch_size, seed=seed, prior=prior)
@@ -1342,7 +1480,7 @@ def ingest_to_parquet(specs, out, **kwargs) -> IngestSummary:
     defaults = dict(symprec=DEFAULT_SYMPREC, max_atoms=DEFAULT_MAX_ATOMS, dedupe=True, seed=0, prior="icsd",
                     client=None, progress=False, executor=None, n_workers=None, batch_size=256,
                     volume_per_atom_range=DEFAULT_VOLUME_PER_ATOM_RANGE,
-                    min_distance_angstrom=DEFAULT_MIN_DISTANCE_ANGSTROM)
+                    min_distance_angstrom=DEFAULT_MIN_DISTANCE_ANGSTROM, labeller=DEFAULT_LABELLER)
     unknown = set(kwargs) - set(defaults)
     if unknown:
         raise TypeError(f"ingest_to_parquet got unknown options {sorted(unknown)}; valid: {sorted(defaults)}")
