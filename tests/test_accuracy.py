@@ -57,3 +57,26 @@ def test_bench_machinery_end_to_end(tmp_path):
     r.update(model="smoke", fit_seconds=model.bench_fit_seconds_)
     table = accuracy.format_table([r], "smoke")
     assert "smoke" in table and "sg@5" in table
+
+
+@pytest.mark.slow
+def test_bench_main_learning_curve_class_mix_and_space_group_rows(tmp_path):
+    shared_path("measured", "tacr2o6")
+    cats = []
+    for seed, n in ((7, 12), (8, 16)):
+        cats.append(tmp_path / f"cat{seed}.parquet")
+        sources.ingest_to_parquet([f"synthetic:{n}"], cats[-1], executor="serial", seed=seed)
+    out = tmp_path / "out"
+    argv = ["--catalog", str(cats[0]), "--catalog", f"{cats[1]}:1", "--copies", "1", "--feature-set", "measured",
+            "--sets", "tacr2o6", "--learning-curve", "--sg-variants", "--class-mix", "mineral", "--no-ideal",
+            "--cache", str(tmp_path / "cache"), "--n-jobs", "1", "--out", str(out)]
+    assert accuracy.main(argv) == 0
+    text = (out / "tables.txt").read_text()
+    for row in ("seed11, ideal simulation (seed baseline)", "measured, augmented x1, class mix mineral",
+                "system exponent 0.25", "space groups balanced per system", "first 1 catalogs (12 patt.)"):
+        assert row in text, row
+    # per-catalog cache: a second run with one catalog reuses the first catalog's features
+    blocks = accuracy.training_blocks([(str(cats[0]), 0)], accuracy.target_conditions(), augment.AugmentParams(), 1,
+                                      ["measured"], {}, tmp_path / "cache", 0, 1, log=lambda s: None)
+    X, lab = accuracy.stack(blocks, "aug", "measured")
+    assert len(X) == len(lab) == 12
