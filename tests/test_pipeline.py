@@ -74,7 +74,7 @@ def test_training_data_recipe_is_one_run(tmp_path):
     lines: list[str] = []
     outputs = pipeline.run(cfg, stages=["ingest", "variants", "simulate", "augment", "features", "train"],
                            log=lines.append)
-    assert outputs["catalog"].endswith("catalog_variants.parquet")
+    assert outputs["variants"].endswith("catalog_variants.parquet") and outputs["catalog"].endswith("catalog.parquet")
     assert len(outputs["training_stores"]) == 2
     base = store.open_dataset(outputs["store"])
     n = base.sizes["structure"]

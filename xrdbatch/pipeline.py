@@ -125,7 +125,6 @@ def stage_variants(config: dict, ctx: RunContext) -> None:
     n = int(tr["substitutions"])
     catalog = ctx.outputs.get("catalog") or ctx.path(config["sources"]["catalog"])
     if n <= 0:
-        ctx.outputs["catalog"] = catalog
         return
     out = ctx.path(tr["variants_catalog"])
     stamp = {"catalog_sha256": sources.catalog_hash(catalog), "substitutions": n, "seed": int(tr["seed"])}
@@ -143,7 +142,7 @@ def stage_variants(config: dict, ctx: RunContext) -> None:
         ctx.log(f"variants: {len(variants) - len(table)} element-substituted copies of the real structures "
                 f"({n} each) added to {len(table)} rows in {time.perf_counter() - t0:.1f} s -> {out}")
         _write_stamp(ctx, "variants", {"inputs": stamp, "catalog_sha256": sources.catalog_hash(out)})
-    ctx.outputs["catalog"] = out
+    ctx.outputs["variants"] = out
 
 
 def stage_simulate(config: dict, ctx: RunContext) -> None:
@@ -153,10 +152,9 @@ def stage_simulate(config: dict, ctx: RunContext) -> None:
 
     st = config["store"]
     path = ctx.path(st["path"])
-    if "catalog" not in ctx.outputs:
-        ctx.outputs["catalog"] = _training_catalog(config, ctx)
+    catalog = ctx.outputs.get("variants") or _training_catalog(config, ctx)
     try:
-        summary = store.simulate(ctx.outputs["catalog"], path, resolve_conditions(config["conditions"]),
+        summary = store.simulate(catalog, path, resolve_conditions(config["conditions"]),
                                  chunk_size=st["chunk_size"], d_min_angstrom=st.get("d_min_angstrom"),
                                  restart=bool(st["restart"]), client=ctx.client(), progress=True, log=ctx.log)
     except store.StoreError as exc:
