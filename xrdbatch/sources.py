@@ -224,6 +224,14 @@ def _ops_from_strings(ops: tuple) -> tuple[np.ndarray, np.ndarray]:
     return rot, tran
 
 
+@lru_cache(maxsize=4096)
+def _ops_from_column(raw: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Operations of a symop loop given as raw CIF values (quoted strings), cached on the raw text."""
+    from gemmi import cif
+
+    return _ops_from_strings(tuple(cif.as_string(v) for v in raw))
+
+
 @lru_cache(maxsize=1024)
 def _ops_from_group(kind: str, value: str) -> tuple[np.ndarray, np.ndarray] | None:
     import gemmi
@@ -246,9 +254,7 @@ def _symmetry_ops(block, stated_number: int) -> tuple[np.ndarray, np.ndarray]:
     for tag in _SYMOP_TAGS:
         col = block.find_values(tag)
         if len(col):
-            from gemmi import cif
-
-            return _ops_from_strings(tuple(cif.as_string(v) for v in col))
+            return _ops_from_column(tuple(col))
     hall = _cif_value(block, _HALL_TAGS)
     name = _cif_value(block, _STATED_SYMBOL_TAGS)
     for kind, value in (("hall", hall), ("name", name), ("number", str(stated_number) if stated_number else "")):
@@ -796,10 +802,10 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     lattice = crystal.lattice
     if not np.all(np.isfinite(lattice)) or not np.all(np.isfinite(crystal.frac_coords)):
         raise RecordError("non-finite lattice or coordinates")
-    lengths = np.linalg.norm(lattice, axis=1)
     volume = float(abs(np.linalg.det(lattice)))
     heights = _face_spacings(lattice)
     if volume < 1e-6 or heights.min() < 1.0:
+        lengths = np.linalg.norm(lattice, axis=1)
         raise RecordError(f"degenerate cell (lengths {np.round(lengths, 4).tolist()} angstrom, "
                           f"volume {volume:.4g} angstrom^3, smallest face spacing {heights.min():.3g} angstrom)")
     occ = crystal.occupancies
@@ -809,7 +815,12 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     frac = np.mod(crystal.frac_coords, 1.0)
     grid = np.round(frac * 1e4).astype(np.int64) % 10000
     keys = (grid[:, 0] * 10000 + grid[:, 1]) * 10000 + grid[:, 2]
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    first = np.argsort(keys, kind="stable")  # what np.unique(return_index=True) gives when keys are distinct
+    if (np.diff(keys[first]) != 0).all():
+        inverse = np.empty_like(first)
+        inverse[first] = np.arange(len(first))
+    else:
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     n_sites = len(first)
     if n_sites > options.max_atoms:
         raise RecordError(f"skipped: {n_sites} atoms in the cell, above the limit max_atoms={options.max_atoms}")
@@ -861,8 +872,7 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     formula = _formula(amounts)
     number = ds.number
     # Wyckoff composition: how many positions of each (composition, Wyckoff letter).
-    pair, count = np.unique(np.char.add(types.astype(str), np.array(ds.wyckoffs, dtype=str)), return_counts=True)
-    wyck = sorted(((comp_of_type[int(k[:-1]) - 1], k[-1]), int(n)) for k, n in zip(pair.tolist(), count.tolist()))
+    wyck = sorted(((comp_of_type[t - 1], w), n) for (t, w), n in Counter(zip(types.tolist(), ds.wyckoffs)).items())
     fp = _sha256(repr((formula, number, round(a, 2), round(b, 2), round(c, 2), round(alpha, 1), round(beta, 1),
                        round(gamma, 1), wyck)).encode())[:24]
     return Labels(formula, n_sites, number, ds.symbol, crystal_system_of(number),
@@ -1006,8 +1016,32 @@ def make_row(raw: RawRecord, source: str, path: str, options: Options, structure
                crystal_system=lab.crystal_system, a=lab.a, b=lab.b, c=lab.c, alpha=lab.alpha, beta=lab.beta,
                gamma=lab.gamma, volume=lab.volume, fingerprint=lab.fingerprint,
                structure_type=structure_type or raw.prototype or f"{lab.anonymous_formula}_{lab.spacegroup_number}")
-    row.update(raw.crystal.to_columns())
+    c = raw.crystal  # flat arrays; rows_to_table turns them into Arrow list columns without a Python loop
+    row.update(lattice=c.lattice.ravel(), symbols=c.symbols, frac_coords=c.frac_coords.ravel(),
+               occupancies=c.occupancies, b_iso=c.b_iso)
     return row
+
+
+def rows_to_table(rows: list[dict]):
+    """Catalog rows (dicts of :func:`make_row` with ``id``) as a pyarrow Table of :func:`catalog_schema`.
+
+    Built column by column: the crystal columns are one concatenated array plus offsets each, so the cost
+    does not grow with a Python loop over atoms.
+    """
+    import pyarrow as pa
+
+    arrays = [pa.array([r[name] for r in rows], type=getattr(pa, kind)()) for name, kind in _LABEL_COLUMNS]
+    for name in CRYSTAL_COLUMNS:
+        values = [r[name] for r in rows]
+        offsets = np.zeros(len(values) + 1, dtype=np.int32)
+        np.cumsum([len(v) for v in values], out=offsets[1:])
+        if name == "symbols":
+            flat = pa.array([x for v in values for x in v], pa.string())
+        else:
+            flat = pa.array(np.concatenate([np.asarray(v, dtype=np.float64) for v in values]) if values
+                            else np.zeros(0), pa.float64())
+        arrays.append(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat))
+    return pa.Table.from_arrays(arrays, schema=catalog_schema())
 
 
 # ================================================================================== planning ====
@@ -1202,12 +1236,10 @@ def run_task(task: Task, options: Options) -> list[dict]:
 
 def run_task_table(task: Task, options: Options):
     """Rows of one task as a pyarrow Table with ids (what executors ship back: compact, columnar)."""
-    import pyarrow as pa
-
     rows = run_task(task, options)
     for row in rows:
         row["id"] = _stable_id(task, row)
-    return pa.Table.from_pylist(rows, schema=catalog_schema())
+    return rows_to_table(rows)
 
 
 def _execute_serial(tasks, options, **_):
