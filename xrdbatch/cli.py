@@ -21,6 +21,8 @@ def _add_ingest(sub):
     p.add_argument("sources", nargs="+", help="folders/files of CIF/POSCAR/JSON, builtin:prototypes, synthetic:N")
     p.add_argument("--out", required=True, help="catalog Parquet path")
     p.add_argument("--symprec", type=float, default=None, help="spglib symprec in angstrom")
+    p.add_argument("--labeller", default=None, help="symmetry finder: spglib (default) or moyopy (faster; labels "
+                                                    "may differ, see README)")
     p.add_argument("--max-atoms", type=int, default=None, help="atoms (sites) in the cell above this: skipped rows")
     p.add_argument("--keep-duplicates", action="store_true", help="keep later copies of the same structure as ok")
     p.add_argument("--seed", type=int, default=0, help="seed of synthetic:N sources")
@@ -34,7 +36,7 @@ def _cmd_ingest(args) -> int:
     from xrdbatch import sources
 
     options = {k: v for k, v in dict(symprec=args.symprec, max_atoms=args.max_atoms, seed=args.seed,
-                                      prior=args.prior).items() if v is not None}
+                                      prior=args.prior, labeller=args.labeller).items() if v is not None}
     run = lambda **kw: sources.ingest_to_parquet(args.sources, args.out, dedupe=not args.keep_duplicates,  # noqa: E731
                                                  progress=True, **options, **kw)
     try:
