@@ -408,32 +408,34 @@ def _chunk_key(metadata: dict, coords: tuple) -> str | None:
     return None
 
 
-def _link_chunk(source: str, store: str, path: str, coords: tuple) -> bool:
-    """Make chunk ``coords`` of array ``path`` in ``store`` the same file as in ``source`` (hard link; a copy
-    across file systems), atomically (temporary name, rename). Only when both arrays have the same metadata
-    but attributes (shape, chunks, dtype, codecs, fill value): then the file is exactly what a region write
-    of the decoded values would produce, without decoding and encoding them. Returns False otherwise.
+def _link_chunks(source: str, store: str, path: str, chunks: Iterable[tuple]) -> bool:
+    """Make ``chunks`` (chunk coordinates) of array ``path`` in ``store`` the same files as in ``source`` (hard
+    links; copies across file systems), each atomically (temporary name, rename). Only when both arrays have
+    the same metadata but attributes (shape, chunks, dtype, codecs, fill value): then a file is exactly what a
+    region write of the decoded values would produce, without decoding and encoding them. Returns False
+    (nothing done) otherwise.
     """
     meta = [_read_json(os.path.join(root, path, "zarr.json")) for root in (source, store)]
     if meta[0] is None or meta[1] is None:
         return False
     same = {k: v for k, v in meta[0].items() if k != "attributes"} == {k: v for k, v in meta[1].items()
                                                                          if k != "attributes"}
-    key = _chunk_key(meta[0], coords)
-    if not same or key is None:
+    if not same or _chunk_key(meta[0], (0,)) is None:
         return False
-    src, dst = os.path.join(source, path, key), os.path.join(store, path, key)
-    if not os.path.exists(src):  # a chunk equal to the fill value is not stored
-        if os.path.exists(dst):
-            os.unlink(dst)
-        return True
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    tmp = f"{dst}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    for coords in chunks:
+        key = _chunk_key(meta[0], coords)
+        src, dst = os.path.join(source, path, key), os.path.join(store, path, key)
+        if not os.path.exists(src):  # a chunk equal to the fill value is not stored
+            if os.path.exists(dst):
+                os.unlink(dst)
+            continue
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        tmp = f"{dst}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
     return True
 
 
@@ -600,7 +602,7 @@ class RetargetChunks:
 
     def _write_fast(self, task: ChunkTask, intensity: np.ndarray, phases: _Phases) -> bool:
         """Write the chunk without decoding what does not change: ``sim_status``, ``reflections/count`` and
-        the chunk's reflections are the source's, so their files are linked (:func:`_link_chunk`) and the
+        the chunk's reflections are the source's, so their files are linked (:func:`_link_chunks`) and the
         counts of the done marker come from the source's marker. False (nothing marked done) when the source
         marker is missing or the arrays differ in layout; the caller then writes the general way.
         """
@@ -610,8 +612,8 @@ class RetargetChunks:
         if marker is None or (marker["start"], marker["stop"]) != (task.start, task.stop):
             return False
         _check_token(self.store, self.token)
-        if not (_link_chunk(self.source, self.store, "sim_status", (task.index,))
-                and _link_chunk(self.source, self.store, "reflections/count", (task.index,))):
+        if not (_link_chunks(self.source, self.store, "sim_status", [(task.index,)])
+                and _link_chunks(self.source, self.store, "reflections/count", [(task.index,)])):
             return False
         phases.mark("link")
         zarr.open_array(self.store, path="intensity", mode="r+",
@@ -816,7 +818,7 @@ def _write_template(store: str, n: int, labels, conditions: Conditions, chunk_si
 
     ``labels`` maps ``structure_id`` and every :data:`LABEL_COORDS` name to ``n`` values, or is the path of
     a store with the same rows (retarget): then only their metadata is written here and the chunk files are
-    linked from that store (:func:`_link_chunk`; values copied where the layouts differ), so a retarget does
+    linked from that store (:func:`_link_chunks`; values copied where the layouts differ), so a retarget does
     not decode and re-encode ~15 label columns.
     """
     import dask.array as da
@@ -830,7 +832,8 @@ def _write_template(store: str, n: int, labels, conditions: Conditions, chunk_si
         if isinstance(labels, str):  # placeholders: to_zarr(compute=False) writes a dask variable's metadata only
             # StringDType: xarray picks the variable-length string encoding without computing the values
             dtype = {"str": np.dtypes.StringDType(), "int": np.int64, "float": np.float64}[kind]
-            values = da.full(n, "", dtype=dtype, chunks=cs) if kind == "str" else da.zeros(n, dtype=dtype, chunks=cs)
+            # one dask chunk (a whole number of Zarr chunks, never computed): a small graph to build
+            values = da.full(n, "", dtype=dtype, chunks=n) if kind == "str" else da.zeros(n, dtype=dtype, chunks=n)
         else:
             values = _label_array(labels[name], kind)
         data_coords[name] = ("structure", values, {"units": units} if units else {})
@@ -838,7 +841,7 @@ def _write_template(store: str, n: int, labels, conditions: Conditions, chunk_si
     ds = xr.Dataset(
         {
             "intensity": (("structure", "two_theta"),
-                          da.zeros((n, conditions.n_points), dtype=np.float32, chunks=(cs, conditions.n_points)),
+                          da.zeros((n, conditions.n_points), dtype=np.float32, chunks=(n, conditions.n_points)),
                           {"long_name": "powder pattern, each row scaled to max 1"}),
             "sim_status": (("structure",), np.full(n, STATUS_PENDING, dtype=object)),
         },
@@ -853,7 +856,7 @@ def _write_template(store: str, n: int, labels, conditions: Conditions, chunk_si
     refl.create_array("count", shape=(n,), chunks=(cs,), dtype="int64", fill_value=-1, overwrite=True)
     if isinstance(labels, str):
         for name in kinds:
-            if not all(_link_chunk(labels, store, name, (i,)) for i in range(n_chunks(n, cs))):
+            if not _link_chunks(labels, store, name, [(i,) for i in range(n_chunks(n, cs))]):
                 zarr.open_array(store, path=name, mode="r+")[:] = zarr.open_array(labels, path=name, mode="r")[:]
 
 
