@@ -210,6 +210,22 @@ def test_close_pairs_matches_brute_force(seed, n, shear):
     assert got == want
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 60), n_groups=st.integers(1, 4))
+def test_close_pairs_within_groups_matches_brute_force(seed, n, n_groups):
+    rng = np.random.default_rng(seed)
+    lattice = np.array([[3.0, 0, 0], [-1.4, 3.2, 0], [0.5, 0.4, 3.5]])  # skewed: rounding is not enough
+    frac = rng.random((n, 3)) * 1.2 - 0.1  # some coordinates outside [0, 1)
+    group = rng.integers(0, n_groups, n)
+    i, j = sources.close_pairs(frac, lattice, 1.0, group=group)
+    assert (i < j).all() and (group[i] == group[j]).all()
+    got = set(zip(i.tolist(), j.tolist()))
+    shifts = np.array([[a, b, c] for a in range(-2, 3) for b in range(-2, 3) for c in range(-2, 3)])
+    want = {(a, b) for a in range(n) for b in range(a + 1, n) if group[a] == group[b]
+            and np.sqrt((((frac[b] - frac[a] + shifts) @ lattice) ** 2).sum(1)).min() < 1.0}
+    assert got == want
+
+
 @given(st.dictionaries(st.sampled_from(["Fe", "O", "Na", "Cl", "Si", "H"]), st.integers(1, 12), min_size=1))
 def test_formula_is_reduced_and_anonymous_formula_sorted(amounts):
     formula = sources._formula({k: float(v) for k, v in amounts.items()})
@@ -286,6 +302,63 @@ def test_labels_agree_with_pymatgen_on_reference_phases():
         # same composition; the text differs only for pymatgen's special names (Li2O2 for LiO, H2O...)
         assert Composition(row.formula).reduced_composition == ref.composition.reduced_composition, path
         assert row.volume == pytest.approx(ref.volume, rel=1e-4)
+
+
+def test_labellers_agree_on_reference_phases():
+    """moyopy (opt-in) against spglib (default): same space group and conventional cell, except where
+    spglib misses the stated symmetry (La(OH)3, P6_3/m: spglib gives P2_1/m at symprec 1e-3)."""
+    pytest.importorskip("moyopy")
+    root = shared_path("structures", "autoxrd_references")
+    ref = sources.ingest([str(root)], executor="serial", dedupe=False)
+    alt = sources.ingest([str(root)], executor="serial", dedupe=False, labeller="moyopy")
+    assert (ref.id.values == alt.id.values).all() and (ref.status.values == alt.status.values).all()
+    ok = (ref.status == "ok").values
+    same = ok & (ref.spacegroup_number.values == alt.spacegroup_number.values)
+    assert same.sum() >= ok.sum() - 1
+    for col in ("spacegroup_symbol", "crystal_system", "formula", "n_atoms"):
+        assert (ref[col].values[same] == alt[col].values[same]).all(), col
+    for col in ("a", "b", "c", "alpha", "beta", "gamma", "volume"):
+        np.testing.assert_allclose(alt[col].values[same], ref[col].values[same], rtol=1e-6)
+    stated = alt.path.str.extract(r"_(\d+)\.cif$")[0].astype(float).values  # space group in the file name
+    assert (alt.spacegroup_number.values[ok] == stated[ok]).mean() >= (ref.spacegroup_number.values[ok] == stated[ok]).mean()
+
+
+@pytest.mark.slow
+def test_moyopy_labeller_agrees_with_the_stated_space_group_of_aflow_cifs():
+    pytest.importorskip("moyopy")
+    root = shared_path("structures", "aflow_prototypes")
+    df = sources.ingest([str(root)], executor="processes", n_workers=2, batch_size=128, dedupe=False,
+                        labeller="moyopy")
+    ok = df[(df.status == "ok") & df["path"].str.endswith(".cif")]
+    assert len(ok) >= 1000 and (ok.spacegroup_number == ok.stated_spacegroup_number).mean() >= 0.99
+
+
+def test_unknown_labeller_lists_the_valid_ones(tmp_path):
+    _write(tmp_path, "nacl.cif", NACL_CIF)
+    with pytest.raises(ValueError, match="unknown labeller 'spg'; valid: spglib, moyopy"):
+        sources.ingest([str(tmp_path)], executor="serial", labeller="spg")
+
+
+def test_columnar_rows_equal_pyarrow_from_rows():
+    import pyarrow as pa
+
+    root = shared_path("structures", "autoxrd_references")
+    task = sources.plan([str(root)], batch_size=40)[0]
+    rows = sources.run_task(task, sources.Options())
+    for row in rows:
+        row["id"] = sources._stable_id(task, row)
+    table = sources.rows_to_table(rows)
+    plain = [{k: (list(v) if k in CRYSTAL_COLUMNS else v) for k, v in row.items()} for row in rows]
+
+    def no_nan(t):  # NaN != NaN in Table.equals; error rows have NaN cells
+        import pyarrow.compute as pc
+
+        return pa.table([pc.if_else(pc.is_nan(c), -1.0, c) if pa.types.is_floating(c.type) else c
+                         for c in t.columns], schema=t.schema)
+
+    assert no_nan(table).equals(no_nan(pa.Table.from_pylist(plain, schema=sources.catalog_schema())))
+    assert no_nan(table).equals(no_nan(sources.run_task_table(task, sources.Options())))
+    assert sources.rows_to_table([]).num_rows == 0
 
 
 # ------------------------------------------------------------------------------ catalog & runs ----
