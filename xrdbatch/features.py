@@ -450,11 +450,19 @@ def _block_ratios(peaks, k):
     return block_ratios(peaks, k)
 
 
+def _block_fractions(peaks, k):
+    """Excess of 1/d^2 pair ratios at fractions by denominator (:mod:`xrdbatch.lattice_hints`)."""
+    from xrdbatch.lattice_hints import block_fractions
+
+    return block_fractions(peaks, k)
+
+
 BLOCKS["lattice_hints"] = _block_lattice_hints
 BLOCKS["density"] = _block_density
 BLOCKS["low_symmetry"] = _block_low_symmetry
 BLOCKS["centring"] = _block_centring
 BLOCKS["ratios"] = _block_ratios
+BLOCKS["fractions"] = _block_fractions
 
 
 @dataclass(frozen=True)
@@ -499,6 +507,11 @@ FEATURE_SETS: dict[str, FeatureSpec] = {
                            "measured + orthorhombic/monoclinic trial indexing (excess over chance, M20-like fit, "
                            "fitted volume against peak density, centring/glide excesses), centring of the cubic/"
                            "tetragonal/hexagonal cells, scale-free 1/d^2 ratio features"),
+    "indexed2": FeatureSpec((("q", 20), ("q2_ratio", 10), ("height", 10), ("strongest_q", 10), ("count", 1),
+                             ("counts", 1), ("lattice_hints", 1), ("density", 1), ("low_symmetry", 1),
+                             ("centring", 1), ("ratios", 1), ("fractions", 1)),
+                            "indexed + excess of 1/d^2 pair ratios at fractions by denominator (integers, halves, "
+                            "thirds, quarters, eighths), over the first 15 and over the 12 strongest peaks"),
 }
 
 

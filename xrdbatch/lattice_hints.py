@@ -1113,3 +1113,81 @@ def ratio_features(peaks) -> np.ndarray:
 
 def block_ratios(peaks, k):
     return ratio_features(peaks), list(RATIO_NAMES)
+
+
+# ------------------------------------------------------------------ fractions by denominator ----
+#: Denominators whose fractions p / q (in lowest terms, 1 < p / q <= 12) are counted separately: integers are
+#: cubic-like, halves and quarters tetragonal-like (m = h^2 + k^2 = 1, 2, 4, 5, 8 ...), thirds hexagonal-like
+#: (m = h^2 + hk + k^2 = 1, 3, 4, 7 ...), eighths the F-cubic ratios (11/8, 19/8 ...).
+FRACTION_DENOMINATORS = (1, 2, 3, 4, 8)
+#: Strongest peaks of the second selection (measured weak lines are the least reliable).
+N_FRACTION_STRONG = 12
+
+FRACTION_NAMES = tuple([f"fraction_excess_q{q}_first{N_RATIO_PEAKS}" for q in FRACTION_DENOMINATORS]
+                       + [f"fraction_excess_q{q}_strong{N_FRACTION_STRONG}" for q in FRACTION_DENOMINATORS])
+
+
+def _fractions_of(q: int) -> np.ndarray:
+    return np.array(sorted({p / q for p in range(q + 1, 12 * q + 1) if math.gcd(p, q) == 1}))
+
+
+_FRACTION_TABLE = np.full((len(FRACTION_DENOMINATORS), 12 * max(FRACTION_DENOMINATORS)), np.inf)
+for _i, _q in enumerate(FRACTION_DENOMINATORS):
+    _f = _fractions_of(_q)
+    _FRACTION_TABLE[_i, :_f.size] = _f
+
+
+@njit(cache=True, nogil=True)
+def _fraction_kernel(x, rel_tol, offsets, table, shift, n_peaks, out, col0):
+    n_q = table.shape[0]
+    for p in range(offsets.shape[0] - 1):
+        a = offsets[p]
+        b = min(offsets[p + 1], a + n_peaks)
+        m = b - a
+        n_pairs = m * (m - 1) // 2
+        if n_pairs == 0:
+            for t in range(n_q):
+                out[p, col0 + t] = MISSING_RATIO
+            continue
+        for t in range(n_q):
+            hit = 0
+            chance = 0
+            for i in range(a, b):
+                for j in range(i + 1, b):
+                    r = x[j] / x[i]
+                    rt = rel_tol[i] + rel_tol[j]
+                    if _near(table[t], r, rt):
+                        hit += 1
+                    if _near(table[t], r / shift, rt):
+                        chance += 1
+            out[p, col0 + t] = (hit - chance) / n_pairs
+
+
+def fraction_features(peaks) -> np.ndarray:
+    """``(n, 10)`` excess of peak pairs at fractions with each denominator (:data:`FRACTION_NAMES`).
+
+    ``x_j / x_i`` (``x = 1/d^2``) over the pairs of the first :data:`N_RATIO_PEAKS` peaks and, separately, of
+    the :data:`N_FRACTION_STRONG` strongest peaks; each column is (pairs near a fraction p/q of that
+    denominator - pairs near the same fractions shifted by 1.4 %) / pairs. Scale-free; -1 below 2 peaks.
+    """
+    n = peaks.n_patterns
+    out = np.full((n, len(FRACTION_NAMES)), MISSING_RATIO)
+    if peaks.pattern.size == 0:
+        return out
+    x = (peaks.q_per_angstrom / (2 * np.pi)) ** 2
+    theta = np.radians(peaks.two_theta_deg / 2)
+    rel_tol = 2 * np.radians(TOL_TWO_THETA_DEG / 2) / np.tan(np.maximum(theta, 1e-3)) + 2e-4
+    nq = len(FRACTION_DENOMINATORS)
+    _fraction_kernel(x, rel_tol, peaks.offsets, _FRACTION_TABLE, RATIO_CHANCE_SHIFT, N_RATIO_PEAKS, out, 0)
+    # the strongest peaks of each pattern, back in angle order
+    order = np.lexsort((-peaks.height, peaks.pattern))
+    rank = np.arange(order.size) - peaks.offsets[peaks.pattern[order]]
+    sel = np.sort(order[rank < N_FRACTION_STRONG])  # peaks are stored by (pattern, angle): sorting restores it
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(peaks.pattern[sel], minlength=n), out=offsets[1:])
+    _fraction_kernel(x[sel], rel_tol[sel], offsets, _FRACTION_TABLE, RATIO_CHANCE_SHIFT, N_FRACTION_STRONG, out, nq)
+    return out
+
+
+def block_fractions(peaks, k):
+    return fraction_features(peaks), list(FRACTION_NAMES)
