@@ -352,14 +352,20 @@ def _crystal_from_cif_block(block, stated_number: int = 0) -> Crystal:
         sites = [site for site in sites if site.label not in dummies]
     if len(sites) == 0:
         raise RecordError("atom site loop has no usable sites")
-    frac = np.array([(s.fract.x, s.fract.y, s.fract.z) for s in sites], dtype=np.float64)
+    values, names = [], []
+    for site in sites:  # one pass: each gemmi attribute access is a Python call
+        f = site.fract
+        values.append((f.x, f.y, f.z, site.occ, site.u_iso))
+        names.append(site.element.name)
+    values = np.array(values, dtype=np.float64)
+    frac = values[:, :3]
     bad = ~np.isfinite(frac).all(axis=1)
     if bad.any():
         labels = [sites[i].label for i in np.flatnonzero(bad)[:3]]
         raise RecordError(f"missing coordinates for {int(bad.sum())} site(s) ({', '.join(labels)})")
-    symbols = [_clean_symbol(s.element.name) if s.element.name != "X" else _symbol_from_label(s) for s in sites]
-    occ = np.array([s.occ for s in sites], dtype=np.float64)
-    b = np.array([s.u_iso for s in sites], dtype=np.float64) * (8.0 * math.pi**2)
+    symbols = [_clean_symbol(name) if name != "X" else _symbol_from_label(sites[k]) for k, name in enumerate(names)]
+    occ = values[:, 3]
+    b = values[:, 4] * (8.0 * math.pi**2)
     lattice = np.array(cell.orth.mat).T
     rot, tran = _symmetry_ops(block, stated_number)
     pos, index = expand_sites(frac, rot, tran, lattice)
@@ -800,7 +806,7 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     """
     options = options or Options()
     lattice = crystal.lattice
-    if not np.all(np.isfinite(lattice)) or not np.all(np.isfinite(crystal.frac_coords)):
+    if not (np.isfinite(lattice).all() and np.isfinite(crystal.frac_coords).all()):
         raise RecordError("non-finite lattice or coordinates")
     volume = float(abs(np.linalg.det(lattice)))
     heights = _face_spacings(lattice)
@@ -809,14 +815,15 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
         raise RecordError(f"degenerate cell (lengths {np.round(lengths, 4).tolist()} angstrom, "
                           f"volume {volume:.4g} angstrom^3, smallest face spacing {heights.min():.3g} angstrom)")
     occ = crystal.occupancies
-    if np.any(occ <= 0) or np.any(~np.isfinite(occ)):
+    if not (occ > 0).all() or not np.isfinite(occ).all():
         raise RecordError(f"occupancy must be within (0, 1], got {float(occ.min()):g}")
     # Group entries by position (a mixed site is several entries at the same place).
     frac = np.mod(crystal.frac_coords, 1.0)
     grid = np.round(frac * 1e4).astype(np.int64) % 10000
     keys = (grid[:, 0] * 10000 + grid[:, 1]) * 10000 + grid[:, 2]
     first = np.argsort(keys, kind="stable")  # what np.unique(return_index=True) gives when keys are distinct
-    if (np.diff(keys[first]) != 0).all():
+    sorted_keys = keys[first]
+    if (sorted_keys[1:] != sorted_keys[:-1]).all():
         inverse = np.empty_like(first)
         inverse[first] = np.arange(len(first))
     else:
@@ -839,16 +846,16 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     # Overlapping positions: closest distinct positions whose occupancies add up to more than one atom.
     pos = frac[first]
     if n_sites > 1 and options.min_distance_angstrom > 0:
-        _check_overlaps(pos, site_occ, lattice, [crystal.symbols[k] for k in first], options.min_distance_angstrom)
+        _check_overlaps(pos, site_occ, lattice, [crystal.symbols[k] for k in first], options.min_distance_angstrom,
+                        heights)
     # Symmetry types: one per distinct composition of a position, numbered in order of appearance.
-    symbols = np.array(crystal.symbols)
-    element, of_entry = np.unique(symbols, return_inverse=True)
-    if n_sites == len(occ) and np.all(occ >= 1.0 - 1e-6):  # ordered: one entry per position
-        kind, first_of_kind, of_site = np.unique(of_entry[first], return_index=True, return_inverse=True)
-        rank = np.empty(len(kind), dtype=np.int64)
-        rank[np.argsort(first_of_kind)] = np.arange(len(kind))
-        types = rank[of_site] + 1
-        comp_of_type = [((str(element[k]), 1.0),) for k in kind[np.argsort(first_of_kind)]]
+    element_index: dict = {}
+    of_entry = np.array([element_index.setdefault(sym, len(element_index)) for sym in crystal.symbols])
+    if n_sites == len(occ) and (occ >= 1.0 - 1e-6).all():  # ordered: one entry per position
+        site_symbols = [crystal.symbols[k] for k in first.tolist()]
+        type_index: dict = {}
+        types = np.array([type_index.setdefault(sym, len(type_index) + 1) for sym in site_symbols], dtype=np.int64)
+        comp_of_type = [((sym, 1.0),) for sym in type_index]
     else:  # disordered: the (species, occupancy) set of each position
         lists = [[] for _ in range(n_sites)]
         for k, j in enumerate(inverse):
@@ -867,20 +874,22 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     alpha = math.degrees(math.acos(min(1.0, max(-1.0, float(std[1] @ std[2] / (b * c))))))
     beta = math.degrees(math.acos(min(1.0, max(-1.0, float(std[0] @ std[2] / (a * c))))))
     gamma = math.degrees(math.acos(min(1.0, max(-1.0, float(std[0] @ std[1] / (a * b))))))
-    weights = np.bincount(of_entry, weights=occ, minlength=len(element))
-    amounts = dict(zip(element.tolist(), weights.tolist()))
+    amounts = dict(zip(element_index, np.bincount(of_entry, weights=occ, minlength=len(element_index)).tolist()))
     formula = _formula(amounts)
     number = ds.number
     # Wyckoff composition: how many positions of each (composition, Wyckoff letter).
     wyck = sorted(((comp_of_type[t - 1], w), n) for (t, w), n in Counter(zip(types.tolist(), ds.wyckoffs)).items())
-    fp = _sha256(repr((formula, number, round(a, 2), round(b, 2), round(c, 2), round(alpha, 1), round(beta, 1),
-                       round(gamma, 1), wyck)).encode())[:24]
+    # repr of (formula, number, a, b, c rounded as numpy scalars, angles, wyck), spelled out: numpy's
+    # round/repr of a scalar cost 20 us each; these strings are those numpy makes, so fingerprints are stable.
+    abc = ", ".join(f"np.float64({round(float(x) * 100.0) / 100.0!r})" for x in (a, b, c))
+    fp = _sha256(f"({formula!r}, {number!r}, {abc}, {round(alpha, 1)!r}, {round(beta, 1)!r}, {round(gamma, 1)!r}, "
+                 f"{wyck!r})".encode())[:24]
     return Labels(formula, n_sites, number, ds.symbol, crystal_system_of(number),
                   float(a), float(b), float(c), alpha, beta, gamma, volume, _anonymous(amounts), fp)
 
 
-def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float,
-                group: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float, group: np.ndarray | None = None,
+                face_spacings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of distinct positions closer than a cutoff under periodic boundary conditions.
 
     A compiled loop over pairs (numba): the fractional difference of a pair is wrapped into
@@ -898,6 +907,8 @@ def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float,
         Must be below the smallest face spacing of the cell.
     group : ndarray of int, shape (n,), optional
         Only pairs within the same group (e.g. images of one asymmetric-unit site).
+    face_spacings : ndarray, shape (3,), optional
+        ``_face_spacings(lattice)`` when the caller has it already.
 
     Returns
     -------
@@ -909,7 +920,7 @@ def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float,
     n = frac.shape[0]
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    margin = cutoff_angstrom / _face_spacings(lattice)
+    margin = cutoff_angstrom / (_face_spacings(lattice) if face_spacings is None else face_spacings)
     grouped = group is not None
     group = np.ascontiguousarray(group if grouped else np.zeros(n), dtype=np.int64)
     return _close_pairs_kernel()(frac, lattice, margin, float(cutoff_angstrom), group, grouped)
@@ -959,9 +970,9 @@ def _close_pairs_kernel():
     return njit(cache=True, nogil=True)(_close_pairs_loop)
 
 
-def _check_overlaps(pos, site_occ, lattice, symbols, min_distance):
+def _check_overlaps(pos, site_occ, lattice, symbols, min_distance, face_spacings=None):
     """Raise for the closest pair of positions nearer than ``min_distance`` holding more than one atom."""
-    i, j = close_pairs(pos, lattice, min_distance)
+    i, j = close_pairs(pos, lattice, min_distance, face_spacings=face_spacings)
     if len(i) == 0:
         return
     total = site_occ[i] + site_occ[j]
