@@ -691,12 +691,12 @@ def _anonymous_of(vals: tuple) -> str:
 
 def _face_spacings(lattice: np.ndarray) -> np.ndarray:
     """Distances between opposite cell faces (volume / face area), shape (3,), angstrom."""
-    a, b, c = lattice
-    cross = np.array([[b[1] * c[2] - b[2] * c[1], b[2] * c[0] - b[0] * c[2], b[0] * c[1] - b[1] * c[0]],
-                      [c[1] * a[2] - c[2] * a[1], c[2] * a[0] - c[0] * a[2], c[0] * a[1] - c[1] * a[0]],
-                      [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]])
-    volume = abs(float(a @ cross[0]))
-    return volume / np.maximum(np.sqrt((cross * cross).sum(axis=1)), 1e-300)
+    (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = lattice.tolist()  # Python floats: 3x3 numpy scalars are slow
+    cross = ((b1 * c2 - b2 * c1, b2 * c0 - b0 * c2, b0 * c1 - b1 * c0),
+             (c1 * a2 - c2 * a1, c2 * a0 - c0 * a2, c0 * a1 - c1 * a0),
+             (a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0))
+    volume = abs(a0 * cross[0][0] + a1 * cross[0][1] + a2 * cross[0][2])
+    return np.array([volume / max(math.sqrt(x * x + y * y + z * z), 1e-300) for x, y, z in cross])
 
 
 class Symmetry(NamedTuple):
@@ -869,11 +869,13 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     except KeyError:
         raise ValueError(f"unknown labeller {options.labeller!r}; valid: {', '.join(LABELLERS)}") from None
     ds = find(lattice, pos, types, options.symprec, options.angle_tolerance_deg)
-    std = ds.std_lattice
-    a, b, c = np.linalg.norm(std, axis=1)
-    alpha = math.degrees(math.acos(min(1.0, max(-1.0, float(std[1] @ std[2] / (b * c))))))
-    beta = math.degrees(math.acos(min(1.0, max(-1.0, float(std[0] @ std[2] / (a * c))))))
-    gamma = math.degrees(math.acos(min(1.0, max(-1.0, float(std[0] @ std[1] / (a * b))))))
+    va, vb, vc = np.asarray(ds.std_lattice, dtype=np.float64).tolist()
+    a, b, c = (math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]) for v in (va, vb, vc))
+
+    def angle(u, v, norm):
+        return math.degrees(math.acos(min(1.0, max(-1.0, (u[0] * v[0] + u[1] * v[1] + u[2] * v[2]) / norm))))
+
+    alpha, beta, gamma = angle(vb, vc, b * c), angle(va, vc, a * c), angle(va, vb, a * b)
     amounts = dict(zip(element_index, np.bincount(of_entry, weights=occ, minlength=len(element_index)).tolist()))
     formula = _formula(amounts)
     number = ds.number
@@ -881,11 +883,11 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
     wyck = sorted(((comp_of_type[t - 1], w), n) for (t, w), n in Counter(zip(types.tolist(), ds.wyckoffs)).items())
     # repr of (formula, number, a, b, c rounded as numpy scalars, angles, wyck), spelled out: numpy's
     # round/repr of a scalar cost 20 us each; these strings are those numpy makes, so fingerprints are stable.
-    abc = ", ".join(f"np.float64({round(float(x) * 100.0) / 100.0!r})" for x in (a, b, c))
+    abc = ", ".join(f"np.float64({round(x * 100.0) / 100.0!r})" for x in (a, b, c))
     fp = _sha256(f"({formula!r}, {number!r}, {abc}, {round(alpha, 1)!r}, {round(beta, 1)!r}, {round(gamma, 1)!r}, "
                  f"{wyck!r})".encode())[:24]
     return Labels(formula, n_sites, number, ds.symbol, crystal_system_of(number),
-                  float(a), float(b), float(c), alpha, beta, gamma, volume, _anonymous(amounts), fp)
+                  a, b, c, alpha, beta, gamma, volume, _anonymous(amounts), fp)
 
 
 def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float, group: np.ndarray | None = None,
