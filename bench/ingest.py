@@ -120,7 +120,7 @@ def _timed_task(task, options):
     return n, time.process_time() - c0
 
 
-def parallel_rate(specs, workers: int, **plan_kw):
+def parallel_rate(specs, workers: int, labeller: str = "spglib", **plan_kw):
     """Ingest tasks on ``workers`` forked processes: (records, wall s, summed worker CPU s)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -128,7 +128,7 @@ def parallel_rate(specs, workers: int, **plan_kw):
     from xrdbatch import sources
 
     tasks = sources.plan(specs, **plan_kw)
-    options = sources.Options()
+    options = sources.Options(labeller=labeller)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
         results = list(pool.map(_timed_task, tasks, [options] * len(tasks)))

@@ -12,7 +12,7 @@ space group, crystal systems. Goal (issue 2): 160k structures in well under an h
 
 Usage::
 
-    python bench/synthetic.py [--n 2000] [--workers 2] [--pyxtal 40] [--seed 0]
+    python bench/synthetic.py [--n 2000] [--workers 2] [--pyxtal 40] [--seed 0] [--labeller spglib]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--pyxtal", type=int, default=40, help="structures for the pyxtal reference (0: skip)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labeller", default="spglib", help="symmetry finder of the labels (spglib, moyopy)")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -39,14 +40,15 @@ def main(argv=None) -> int:
 
     from xrdbatch import sources, synthetic
 
-    synthetic.rows(0, 2, seed=args.seed + 1)  # tables and imports outside the timing
+    options = sources.Options(labeller=args.labeller)
+    synthetic.rows(0, 2, seed=args.seed + 1, options=options)  # tables and imports outside the timing
     c0, w0 = time.process_time(), time.perf_counter()
-    rows = synthetic.rows(0, args.n, seed=args.seed, source=f"synthetic:{args.n}")
+    rows = synthetic.rows(0, args.n, seed=args.seed, source=f"synthetic:{args.n}", options=options)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     df = pd.DataFrame(rows)
     ok = df[df.status == "ok"]
     rate = len(df) / cpu
-    print(f"xrdbatch synthetic, serial: {len(df)} structures in {cpu:.1f} CPU s ({wall:.1f} s wall): "
+    print(f"xrdbatch synthetic (labels by {args.labeller}), serial: {len(df)} structures in {cpu:.1f} CPU s ({wall:.1f} s wall): "
           f"{rate:.0f} structures/s/core (CPU), {len(df) / wall:.0f}/s wall; {1e3 * cpu / len(df):.2f} ms each")
     vpa = ok.volume / ok.occupancies.map(sum)
     print(f"  population: ok {len(ok)}/{len(df)}; atoms/cell median {ok.n_atoms.median():.0f}, "
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
     if args.parallel_n:
         import os
 
-        n, wall, cpu = parallel_rate([f"synthetic:{args.parallel_n}"], args.workers, seed=args.seed, batch_size=250)
+        n, wall, cpu = parallel_rate([f"synthetic:{args.parallel_n}"], args.workers, labeller=args.labeller,
+                                     seed=args.seed, batch_size=250)
         per_cpu = n / cpu
         print(f"parallel synthetic:{args.parallel_n} on {args.workers} processes: {wall:.1f} s wall "
               f"({n / wall / args.workers:.0f}/s/core by wall clock), {cpu:.1f} worker CPU s ({per_cpu:.0f} per CPU "
