@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     vpa = ok.volume / ok.occupancies.map(sum)
     print(f"  population: ok {len(ok)}/{len(df)}; atoms/cell median {ok.n_atoms.median():.0f}, "
           f"90th pct {ok.n_atoms.quantile(0.9):.0f}, max {ok.n_atoms.max()}; volume/atom median {vpa.median():.1f} "
-          f"angstrom^3 (5-95 %: {vpa.quantile(0.05):.1f}-{vpa.quantile(0.95):.1f}); spglib == drawn space group "
+          f"angstrom^3 (5-95 %: {vpa.quantile(0.05):.1f}-{vpa.quantile(0.95):.1f}); {args.labeller} == drawn space group "
           f"{(ok.spacegroup_number == ok.stated_spacegroup_number).mean():.1%}; "
           f"{ok.spacegroup_number.nunique()} space groups")
     print("  crystal systems: " + ", ".join(f"{k} {v:.1%}" for k, v in
