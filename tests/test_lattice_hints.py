@@ -182,7 +182,7 @@ def test_centring_of_cubic_tetragonal_hexagonal_cells():
         keep = ((-h + k + l) % 3 == 0) if rhombohedral else np.ones(h.shape, bool)
         return _lines((4 / 3 * (h ** 2 + h * k + k ** 2) / a ** 2 + l ** 2 / c ** 2)[keep], 1.2)[:12]
 
-    rows = [cubic(3.3, lambda N: N % 2 == 0), cubic(4.05, lambda N: N % 8 == 3 or N % 4 == 0),
+    rows = [cubic(4.3, lambda N: N % 2 == 0), cubic(4.05, lambda N: N % 8 == 3 or N % 4 == 0),
             tet(4.6, 3.0, False), tet(4.0, 9.0, True), hexa(3.2, 5.1, False), hexa(4.99, 17.06, True)]
     f = lh.centring_features(_peaks_from_d(rows))
     assert f[0, CEN["cubic_I_minus_P"]] >= 0 > f[0, CEN["cubic_F_minus_P"]] + 0.2  # bcc
@@ -217,3 +217,17 @@ def test_indexed_feature_set_extends_measured(shared):
         assert x.shape == (1, len(names)) and np.all(np.isfinite(x)), path
         excess = x[0, names.index("index_excess_orthorhombic")]
         assert -0.5 <= excess <= 1.0, path
+
+
+def test_fraction_excess_follows_the_lattice_family():
+    rng = np.random.default_rng(5)
+    # a square net (h k 0 lines of a tetragonal cell): m = h^2 + k^2 = 1, 2, 4, 5, 8 ... -> halves and quarters
+    square = [5.0 / np.sqrt(m) for m in range(1, 40) if lh._TET[m]][:15]
+    rows = [_cubic_d(5.43, 15), square] + [sorted(rng.uniform(1.3, 8, 15), reverse=True) for _ in range(20)]
+    f = lh.fraction_features(_peaks_from_d(rows))
+    q = {name: i for i, name in enumerate(lh.FRACTION_NAMES)}
+    integers = f[:, q["fraction_excess_q1_first15"]]
+    assert integers[0] > 0.15  # simple cubic: N ratios are integers
+    assert integers[0] > integers[2:].max() and abs(integers[2:].mean()) < 0.05
+    assert f[1, q["fraction_excess_q2_first15"]] > f[2:, q["fraction_excess_q2_first15"]].max()
+    assert np.all(lh.fraction_features(_peaks_from_d([[3.0]]))[0] == lh.MISSING_RATIO)

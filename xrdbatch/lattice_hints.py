@@ -21,8 +21,23 @@ cell". Indexing programs can, and so can a cheap version of them run on every pa
   the symmetry (2 triclinic ... 48 cubic). ``V`` is estimated by ``(x_1 x_2 x_3)^(-1/2)`` from the three
   lowest-angle lines, so ``log(count / (V_est x_max^(3/2)))`` tracks the Laue class without knowing the cell.
 
-Both are functions of a :class:`xrdbatch.features.Peaks` table; they are registered as feature blocks
-(``lattice_hints``, ``density``) in :data:`xrdbatch.features.BLOCKS`.
+* **Orthorhombic and monoclinic trial indexing** (:func:`low_symmetry_features`, :func:`best_cells`): ITO-like
+  rectangular zones from pairs of low lines, a third axis from a further line, then the monoclinic ``2hlD``
+  term by a Hough vote of the lines the orthorhombic cell leaves unindexed; chance matches are analytic
+  (the lattice-point count of the trial cell). Features: excess over chance, a de Wolff M20-like figure,
+  calculated lines per observed peak (fitted volume against peak density), axis ratios, ``|cos beta*|``,
+  and centring / glide excesses (C, I, F; monoclinic C, I, glide) on the same cells.
+* **Centring of the high-symmetry cells** (:func:`centring_features`): cubic I / F / Fd, tetragonal I,
+  hexagonal R and 00l: l = 2n, each scored like the primitive cell on the best primitive trial cells.
+* **Scale-free ratios** (:func:`ratio_features`, :func:`fraction_features`): pairs of lines whose
+  ``1/d^2`` ratio sits at small fractions (counts per fraction, excess over chance, per denominator), and
+  ``x / x_first`` of the strongest lines.
+
+All are functions of a :class:`xrdbatch.features.Peaks` table; they are registered as feature blocks
+(``lattice_hints``, ``density``, ``low_symmetry``, ``centring``, ``ratios``, ``fractions``) in
+:data:`xrdbatch.features.BLOCKS` and used by the feature sets ``measured``, ``indexed`` and ``indexed2``.
+Cost per pattern (CPU, 504 RRUFF patterns, height_rel 0.04, 2 shared cores under load): indexing_scores
+~0.4 ms, low_symmetry ~1.6-2.1 ms, centring ~0.5 ms, ratios + fractions < 0.05 ms.
 
 Numbers only (numpy + one numba kernel).
 """
