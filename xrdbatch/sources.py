@@ -290,6 +290,8 @@ def expand_sites(frac: np.ndarray, rot: np.ndarray, tran: np.ndarray, lattice: n
         Index of the asymmetric-unit site each position came from.
     """
     n, m = frac.shape[0], rot.shape[0]
+    if m == 1 and (rot[0] == np.eye(3)).all() and not tran[0].any():
+        return np.mod(frac, 1.0), np.arange(n)  # P1: each site is its own single image
     images = np.mod(np.einsum("mij,nj->nmi", rot, frac) + tran[None, :, :], 1.0).reshape(n * m, 3)
     site = np.repeat(np.arange(n), m)
     # Exact images (special positions) coincide on a 1e-4 grid; near-coincident ones are merged below.
@@ -624,6 +626,7 @@ FILE_READERS: dict[str, Callable[[Path, bytes], Iterator[RawRecord]]] = {
 _SUFFIX_TYPES = {".cif": "cif", ".mcif": "cif", ".cif.gz": "cif", ".json": "json", ".json.gz": "json",
                  ".vasp": "poscar", ".poscar": "poscar"}
 _NAME_PREFIX_TYPES = {"POSCAR": "poscar", "CONTCAR": "poscar"}
+_SUFFIXES_LONGEST_FIRST = tuple(sorted(_SUFFIX_TYPES, key=len, reverse=True))
 
 
 def _known_types() -> list[str]:
@@ -638,7 +641,7 @@ def file_type(path: str | Path) -> str:
     """
     name = Path(path).name
     lower = name.lower()
-    for suffix in sorted(_SUFFIX_TYPES, key=len, reverse=True):
+    for suffix in _SUFFIXES_LONGEST_FIRST:
         if lower.endswith(suffix):
             return _SUFFIX_TYPES[suffix]
     for prefix, kind in _NAME_PREFIX_TYPES.items():
@@ -1292,8 +1295,10 @@ EXECUTORS: dict[str, Callable] = {
 # ================================================================================== assembling ====
 def _stable_id(task: Task, row: dict) -> str:
     if task.kind == "files":
-        root = Path(task.root)
-        key = f"{root.name}/{os.path.relpath(row['path'], root)}#{row['record']}"
+        root = str(Path(task.root))
+        path = row["path"]
+        rel = path[len(root) + 1:] if path.startswith(root + os.sep) else os.path.relpath(path, root)
+        key = f"{Path(root).name}/{rel}#{row['record']}"
     elif task.kind == "builtin":
         key = f"builtin:{task.root}#{row['record']}"
     else:
