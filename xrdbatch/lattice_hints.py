@@ -839,6 +839,9 @@ def block_low_symmetry(peaks, k):
 # <=> N = 3 mod 8 or N = 0 mod 8. Tetragonal with m = h^2 + k^2: I <=> m + l even (h^2 = h mod 2).
 # Hexagonal with m = h^2 + hk + k^2 = (h - k)^2 mod 3: R (obverse or reverse, -h+k+l = 3n or h-k+l = 3n)
 # <=> (m = 0 and l = 0 mod 3) or (m != 0 and l != 0 mod 3); 00l: l = 2n (6_3 screw or c glide).
+# Limit (cubic): a P pattern is also indexed by an I cell of sqrt(2) a (N' = 2N) and an F / Fd cell of 2a
+# (N' = 4N), and such supercells are among the best trial cells, so cubic I - P and F - P are ~0 for P and I
+# patterns alike; what survives is a condition no supercell meets (fcc lines are not diamond: Fd - P < 0).
 
 #: Columns of :func:`centring_features`.
 CENTRING_NAMES = ("cubic_I_minus_P", "cubic_F_minus_P", "cubic_Fd_minus_P", "tetragonal_I_minus_P",
