@@ -182,7 +182,7 @@ def test_centring_of_cubic_tetragonal_hexagonal_cells():
         keep = ((-h + k + l) % 3 == 0) if rhombohedral else np.ones(h.shape, bool)
         return _lines((4 / 3 * (h ** 2 + h * k + k ** 2) / a ** 2 + l ** 2 / c ** 2)[keep], 1.2)[:12]
 
-    rows = [cubic(4.3, lambda N: N % 2 == 0), cubic(4.05, lambda N: N % 8 == 3 or N % 4 == 0),
+    rows = [cubic(4.3, lambda N: N % 2 == 0), cubic(5.0, lambda N: N % 8 == 3 or N % 4 == 0),
             tet(4.6, 3.0, False), tet(4.0, 9.0, True), hexa(3.2, 5.1, False), hexa(4.99, 17.06, True)]
     f = lh.centring_features(_peaks_from_d(rows))
     # cubic: a P or I pattern is also indexed by I / F / Fd cells of sqrt(2) or 2 times the edge (N' = 2N, 4N),
