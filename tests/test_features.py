@@ -141,3 +141,16 @@ def test_measured_rruff_patterns(shared):
         assert 1 <= n < 300, path
         first = x[0, :min(n, 10)]
         assert np.all(np.diff(first) > 0) and np.all(first > 4.9), path
+
+
+def test_many_sets_at_once_equal_one_at_a_time():
+    tt = np.arange(5, 90, 0.02)
+    rng = np.random.default_rng(2)
+    ys = np.stack([gaussian_pattern(tt, sorted(rng.uniform(10, 85, 14)), rng.uniform(0.1, 1, 14)) for _ in range(3)])
+    peaks = F.find_peaks(tt, ys, CU1)
+    names = ["measured", "indexed", "seed11"]
+    many = F.from_peaks_many(peaks, names)
+    for name in names:
+        np.testing.assert_array_equal(many[name], F.from_peaks(peaks, name))
+    # indexed extends measured column for column
+    np.testing.assert_array_equal(many["indexed"][:, :many["measured"].shape[1]], many["measured"])

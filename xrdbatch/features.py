@@ -529,9 +529,26 @@ def feature_names(feature_set: str) -> list[str]:
 
 def from_peaks(peaks: Peaks, feature_set: str = "seed11") -> np.ndarray:
     """Dense features ``(n_patterns, n_features)`` float32 of a named set from a :class:`Peaks` table."""
-    spec = get_feature_spec(feature_set)
-    cols = [BLOCKS[block](peaks, k)[0] for block, k in spec.blocks]
-    return np.concatenate(cols, axis=1).astype(np.float32)
+    return from_peaks_many(peaks, [feature_set])[feature_set]
+
+
+def from_peaks_many(peaks: Peaks, feature_sets) -> dict:
+    """``{set: features (n_patterns, n_features) float32}`` of several sets, each ``(block, k)`` computed once.
+
+    The sets share blocks (``indexed`` contains all of ``measured``; the trial-indexing blocks cost ~1-2 ms
+    per pattern), so computing several sets of the same peaks through here costs the union of their blocks.
+    """
+    specs = {name: get_feature_spec(name) for name in feature_sets}
+    done: dict = {}
+    out = {}
+    for name, spec in specs.items():
+        cols = []
+        for block, k in spec.blocks:
+            if (block, k) not in done:
+                done[(block, k)] = BLOCKS[block](peaks, k)[0]
+            cols.append(done[(block, k)])
+        out[name] = np.concatenate(cols, axis=1).astype(np.float32)
+    return out
 
 
 def extract(two_theta_deg, intensity, wavelength_angstrom: float, feature_set: str = "seed11",
@@ -583,8 +600,8 @@ def _chunk_features(intensity, two_theta_deg, wavelength_angstrom, peak_params, 
         "peak_height": _first(peaks.height.astype(np.float64), peaks, n_peaks).astype(np.float32),
         "peak_count": peaks.count.astype(np.int32),
     }
-    for name in feature_sets:
-        out[f"features_{name}"] = from_peaks(peaks, name)
+    for name, X in from_peaks_many(peaks, feature_sets).items():
+        out[f"features_{name}"] = X
     return out
 
 
