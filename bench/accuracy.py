@@ -61,6 +61,18 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _feature_code() -> str:
+    """Hash of the code features come from: cached features are never reused after that code changes."""
+    import xrdbatch.augment
+    import xrdbatch.features
+    import xrdbatch.lattice_hints
+
+    h = hashlib.sha256()
+    for module in (xrdbatch.features, xrdbatch.lattice_hints, xrdbatch.augment):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 # ============================================================================ training data ====
 LABELS = ("id", "crystal_system", "spacegroup_number", "structure_type", "n_atoms", "formula")
 
@@ -171,7 +183,7 @@ def simulated_features(name: str, refls, conditions: Conditions, params, copies:
         todo = []
         for s in feature_sets:
             key = _key("feat", name, len(refls), conditions.to_json(), pj, seed, copy, peak_params, s,
-                       features.feature_names(s))
+                       features.feature_names(s), _feature_code())
             path = cache / f"X_{s}_{key}.npy"
             todo.append((s, path))
         missing = [s for s, p in todo if not p.exists()]
@@ -282,7 +294,7 @@ def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_
     if limit is not None:
         files = files.head(limit)
     key = _key("measured", set_name, list(files["path"]), conditions.to_json(), peak_params, list(feature_sets),
-               [features.feature_names(s) for s in feature_sets])
+               [features.feature_names(s) for s in feature_sets], _feature_code())
     path = cache / f"M_{set_name}_{key}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)
@@ -312,7 +324,7 @@ def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_
 
 # ============================================================================ models, metrics ====
 def fit_model(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0, balance: bool = False,
-              model_params: dict | None = None):
+              model_params: dict | None = None, space_group_rows=None):
     """The product's CrystalForest (no lattice regressors: this bench is about symmetry)."""
     from xrdbatch.train import CrystalForest
 
@@ -322,7 +334,7 @@ def fit_model(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0
         X, systems, sg = _balanced(X, systems, sg, random_state)
     model = CrystalForest(**(model_params or {}), fit_lattice=False, random_state=random_state, n_jobs=n_jobs)
     t0 = time.perf_counter()
-    model.fit(X, systems, sg)
+    model.fit(X, systems, sg, space_group_rows=space_group_rows)
     model.bench_fit_seconds_ = time.perf_counter() - t0
     return model
 
@@ -454,6 +466,9 @@ def main(argv=None) -> int:
     p.add_argument("--sg-variants", action="store_true",
                    help="space-group rows: system exponent 0.5 / 0.25 in the ranked product, balanced space-group "
                         "classes within each system")
+    p.add_argument("--sg-first", type=int, default=0,
+                   help="also a row whose space-group forests learn only from the first N catalogs (e.g. the real "
+                        "structures) while the crystal-system forest learns from all")
     p.add_argument("--system-exponent", type=float, default=1.0, help="system exponent of the best model's ranking")
     p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -496,14 +511,16 @@ def main(argv=None) -> int:
     measured = {s: measured_features(s, conditions, all_sets, peak_params, cache) for s in sets}
     results = {s: [] for s in sets}
 
-    def run(model_name, X, lab, fset, balance=False, class_mix="catalog", model_params=None, exponent=None):
+    def run(model_name, X, lab, fset, balance=False, class_mix="catalog", model_params=None, exponent=None,
+            sg_rows=None):
         if args.max_train and len(X) > args.max_train:
             sel = np.random.default_rng(0).choice(len(X), args.max_train, replace=False)
             X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
         if class_mix != "catalog":
             sel = resample_to_mix(lab["crystal_system"].to_numpy(), class_mix, args.seed)
             X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
-        model = fit_model(X, lab, n_jobs=args.n_jobs, balance=balance, model_params=model_params)
+        model = fit_model(X, lab, n_jobs=args.n_jobs, balance=balance, model_params=model_params,
+                          space_group_rows=sg_rows)
         exponents = [args.system_exponent if exponent is None else exponent]
         if isinstance(exponent, (list, tuple)):
             exponents = list(exponent)
@@ -550,6 +567,11 @@ def main(argv=None) -> int:
         balanced_sg = {"space_group": dataclasses.replace(DEFAULT_PARAMS["space_group"], class_weight="balanced")}
         run(f"{fset}, augmented x{args.copies}, space groups balanced per system", *stack(blocks, "aug", fset), fset,
             model_params=balanced_sg)
+    if args.sg_first:
+        X, lab = stack(blocks, "aug", fset)
+        first = np.concatenate([np.full(len(b["aug"][fset]), i < args.sg_first) for i, b in enumerate(blocks)])
+        run(f"{fset}, aug x{args.copies}, space groups from the first {args.sg_first} catalog(s)", X, lab, fset,
+            sg_rows=first)
     if args.learning_curve:
         for k in range(1, len(blocks)):
             sub = blocks[:k]

@@ -202,3 +202,16 @@ def test_class_mix_is_recorded_and_resamples_the_fitted_rows(data, tmp_path):
     from xrdbatch import bundle
 
     assert bundle.load_bundle(tmp_path / "model").model.system_exponent == 0.5
+
+
+def test_space_group_forests_can_learn_from_a_subset_of_rows(data):
+    X, labels = data
+    systems = labels.crystal_system.to_numpy()
+    keep = systems != "cubic"  # e.g. only the real structures; here: every row except the cubic ones
+    model = train.CrystalForest(SMALL, SMALL, fit_lattice=False).fit(X, systems, labels.spacegroup_number,
+                                                                      space_group_rows=keep)
+    assert "cubic" in model.classes_ and "cubic" not in model.space_group_models_
+    groups, proba = model.space_group_proba(X[:40])
+    total = proba.sum(axis=1)  # rows sure to be cubic have no ranked group left (all zero), the others sum to 1
+    assert np.all((np.abs(total - 1) < 1e-6) | (total == 0)) and (total > 0).mean() > 0.5
+    assert not set(groups) & set(range(195, 231))  # no cubic group is ever ranked

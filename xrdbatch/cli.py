@@ -512,7 +512,14 @@ def _add_train(sub):
     p.add_argument("--calibrate", choices=("isotonic", "temperature"), default=None,
                    help="calibrate crystal-system probabilities on 15%% held-out training structure types")
     p.add_argument("--out", required=True, help="model bundle directory (written atomically)")
-    p.add_argument("--feature-set", default="rich", help="feature set (seed11, q11, rich; default rich)")
+    p.add_argument("--feature-set", default="measured",
+                   help="feature set stored by `xrdbatch features` (default measured, the best on measured minerals; "
+                        "seed11 = the seed's 11 features)")
+    p.add_argument("--class-mix", default="catalog",
+                   help="resample the fitted rows to a crystal-system mix: catalog (as stored), balanced, mineral, "
+                        "icsd, cod, mp")
+    p.add_argument("--system-exponent", type=float, default=None,
+                   help="ranked space groups score P(system)^e P(sg|system); e < 1 spreads the top-k over systems")
     p.add_argument("--split", choices=("random", "grouped"), default="grouped",
                    help="held-out split: grouped by structure_type (default) or random rows")
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (of groups when grouped)")
@@ -541,8 +548,11 @@ def _cmd_train(args) -> int:
         for family in ("crystal_system", "space_group"):
             base = params.get(family) or train.DEFAULT_PARAMS[family]
             params[family] = dataclasses.replace(base, class_weight=args.class_weight)
+    if args.system_exponent is not None:
+        params["system_exponent"] = args.system_exponent
     kw = dict(feature_set=args.feature_set, split=args.split, test_size=args.test_size, random_state=args.seed,
-              n_jobs=args.n_jobs or os.cpu_count(), model_params=params, overwrite=args.overwrite)
+              n_jobs=args.n_jobs or os.cpu_count(), model_params=params, overwrite=args.overwrite,
+              class_mix=args.class_mix)
     if args.calibrate:
         kw["calibrate"] = args.calibrate
     if len(args.store) == 1:

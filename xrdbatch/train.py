@@ -299,7 +299,7 @@ class CrystalForest:
         self.fit_seconds_[name] = time.perf_counter() - t
         return estimator
 
-    def fit(self, X, crystal_system, space_group, lattice=None) -> CrystalForest:
+    def fit(self, X, crystal_system, space_group, lattice=None, space_group_rows=None) -> CrystalForest:
         """Fit every forest.
 
         Parameters
@@ -309,6 +309,9 @@ class CrystalForest:
         space_group : array (n,) of int (1-230)
         lattice : array (n, 6), optional
             a, b, c (angstrom), alpha, beta, gamma (degree); required when ``fit_lattice``.
+        space_group_rows : array (n,) of bool, optional
+            Rows the space-group forests learn from (default all), e.g. only real structures when
+            synthetic ones have another space-group mix (issue 8); the crystal-system forest uses all rows.
         """
         X = np.asarray(X, dtype=np.float32)
         systems = np.asarray(crystal_system).astype(str)
@@ -319,9 +322,10 @@ class CrystalForest:
                                                                                   len(X)), X, systems)
 
         self.space_group_models_ = {}
-        groups = sorted(set(systems)) if self.hierarchical_space_group else ["all"]
+        sg_rows = np.ones(len(X), dtype=bool) if space_group_rows is None else np.asarray(space_group_rows, bool)
+        groups = sorted(set(systems[sg_rows])) if self.hierarchical_space_group else ["all"]
         for system in groups:
-            rows = systems == system if system != "all" else np.ones(len(X), dtype=bool)
+            rows = (systems == system if system != "all" else np.ones(len(X), dtype=bool)) & sg_rows
             forest = self._forest("classifier", "space_group", int(rows.sum()))
             self.space_group_models_[system] = self._fit_one(f"space_group/{system}", forest, X[rows], sg[rows])
 
