@@ -216,14 +216,15 @@ def test_close_pairs_within_groups_matches_brute_force(seed, n, n_groups):
     rng = np.random.default_rng(seed)
     lattice = np.array([[3.0, 0, 0], [-1.4, 3.2, 0], [0.5, 0.4, 3.5]])  # skewed: rounding is not enough
     frac = rng.random((n, 3)) * 1.2 - 0.1  # some coordinates outside [0, 1)
-    group = rng.integers(0, n_groups, n)
-    i, j = sources.close_pairs(frac, lattice, 1.0, group=group)
-    assert (i < j).all() and (group[i] == group[j]).all()
-    got = set(zip(i.tolist(), j.tolist()))
     shifts = np.array([[a, b, c] for a in range(-2, 3) for b in range(-2, 3) for c in range(-2, 3)])
-    want = {(a, b) for a in range(n) for b in range(a + 1, n) if group[a] == group[b]
-            and np.sqrt((((frac[b] - frac[a] + shifts) @ lattice) ** 2).sum(1)).min() < 1.0}
-    assert got == want
+    unsorted = rng.integers(0, n_groups, n)
+    for group in (unsorted, np.sort(unsorted)):  # sorted groups take the stop-at-the-group's-end path
+        i, j = sources.close_pairs(frac, lattice, 1.0, group=group)
+        assert (i < j).all() and (group[i] == group[j]).all()
+        got = set(zip(i.tolist(), j.tolist()))
+        want = {(a, b) for a in range(n) for b in range(a + 1, n) if group[a] == group[b]
+                and np.sqrt((((frac[b] - frac[a] + shifts) @ lattice) ** 2).sum(1)).min() < 1.0}
+        assert got == want
 
 
 @given(st.dictionaries(st.sampled_from(["Fe", "O", "Na", "Cl", "Si", "H"]), st.integers(1, 12), min_size=1))

@@ -928,10 +928,11 @@ def close_pairs(frac: np.ndarray, lattice: np.ndarray, cutoff_angstrom: float, g
     margin = cutoff_angstrom / (_face_spacings(lattice) if face_spacings is None else face_spacings)
     grouped = group is not None
     group = np.ascontiguousarray(group if grouped else np.zeros(n), dtype=np.int64)
-    return _close_pairs_kernel()(frac, lattice, margin, float(cutoff_angstrom), group, grouped)
+    contiguous = grouped and bool((group[1:] >= group[:-1]).all())  # sorted groups: stop at a group's end
+    return _close_pairs_kernel()(frac, lattice, margin, float(cutoff_angstrom), group, grouped, contiguous)
 
 
-def _close_pairs_loop(frac, lattice, margin, cutoff, group, grouped):  # compiled by _close_pairs_kernel
+def _close_pairs_loop(frac, lattice, margin, cutoff, group, grouped, contiguous):  # compiled by _close_pairs_kernel
     n = frac.shape[0]
     cut2 = cutoff * cutoff
     out_i = []
@@ -939,6 +940,8 @@ def _close_pairs_loop(frac, lattice, margin, cutoff, group, grouped):  # compile
     for i in range(n):
         for j in range(i + 1, n):
             if grouped and group[i] != group[j]:
+                if contiguous:
+                    break
                 continue
             d0 = frac[j, 0] - frac[i, 0]
             d1 = frac[j, 1] - frac[i, 1]
