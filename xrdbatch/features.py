@@ -415,54 +415,27 @@ BLOCKS = {
 }
 
 
-def _block_lattice_hints(peaks, k):
-    """Trial-indexing excess matches for cubic, tetragonal, hexagonal cells (:mod:`xrdbatch.lattice_hints`)."""
-    from xrdbatch.lattice_hints import block_lattice_hints
+def _lattice_hints_block(function: str, doc: str):
+    """A block computed by ``xrdbatch.lattice_hints.<function>(peaks, k)`` (imported on first use)."""
+    def block(peaks, k):
+        from xrdbatch import lattice_hints
 
-    return block_lattice_hints(peaks, k)
+        return getattr(lattice_hints, function)(peaks, k)
 
-
-def _block_density(peaks, k):
-    """Log peak density per estimated cell volume (:mod:`xrdbatch.lattice_hints`)."""
-    from xrdbatch.lattice_hints import block_density
-
-    return block_density(peaks, k)
+    block.__name__ = block.__qualname__ = f"_block_{function.removeprefix('block_')}"
+    block.__doc__ = doc + " (:mod:`xrdbatch.lattice_hints`)."
+    return block
 
 
-def _block_low_symmetry(peaks, k):
-    """Orthorhombic / monoclinic trial indexing, fit quality, centrings (:mod:`xrdbatch.lattice_hints`)."""
-    from xrdbatch.lattice_hints import block_low_symmetry
-
-    return block_low_symmetry(peaks, k)
-
-
-def _block_centring(peaks, k):
-    """Centring / screw conditions of the cubic, tetragonal, hexagonal cells (:mod:`xrdbatch.lattice_hints`)."""
-    from xrdbatch.lattice_hints import block_centring
-
-    return block_centring(peaks, k)
-
-
-def _block_ratios(peaks, k):
-    """Scale-free 1/d^2 ratios: pairs at small fractions, strongest lines over the first line."""
-    from xrdbatch.lattice_hints import block_ratios
-
-    return block_ratios(peaks, k)
-
-
-def _block_fractions(peaks, k):
-    """Excess of 1/d^2 pair ratios at fractions by denominator (:mod:`xrdbatch.lattice_hints`)."""
-    from xrdbatch.lattice_hints import block_fractions
-
-    return block_fractions(peaks, k)
-
-
-BLOCKS["lattice_hints"] = _block_lattice_hints
-BLOCKS["density"] = _block_density
-BLOCKS["low_symmetry"] = _block_low_symmetry
-BLOCKS["centring"] = _block_centring
-BLOCKS["ratios"] = _block_ratios
-BLOCKS["fractions"] = _block_fractions
+for _name, _doc in (
+        ("lattice_hints", "Trial-indexing excess matches for cubic, tetragonal, hexagonal cells"),
+        ("density", "Log peak density per estimated cell volume"),
+        ("low_symmetry", "Orthorhombic / monoclinic trial indexing, fit quality, centrings"),
+        ("centring", "Centring / screw conditions of the cubic, tetragonal, hexagonal cells"),
+        ("ratios", "Scale-free 1/d^2 ratios: pairs at small fractions, strongest lines over the first line"),
+        ("fractions", "Excess of 1/d^2 pair ratios at fractions by denominator")):
+    BLOCKS[_name] = _lattice_hints_block(f"block_{_name}", _doc)
+del _name, _doc
 
 
 @dataclass(frozen=True)
