@@ -122,6 +122,55 @@ def _count_two(x, tol, a, c, allowed, scale, l_max):
 
 
 @njit(cache=True, nogil=True)
+def _two_axis_trials(x, k, ns, seed_m, seed_l):
+    """Trial cells ``(a, c, l_max)`` of a two-parameter family (tetragonal / hexagonal, ``x = A m + C l^2``).
+
+    Every pair of the ``ns`` lowest-angle peaks given small indices ``(m, l)`` from ``seed_m`` (plus 0) and
+    ``seed_l`` fixes ``A`` and ``C``; cells with ``a/c`` outside 0.15 .. 8 (cubic-like degenerate or absurd)
+    or needing ``l > 30`` are dropped. Shared by the indexing scores and the centring tests, in one order.
+    """
+    nm = seed_m.shape[0] + 1
+    nl = seed_l.shape[0]
+    size = max(1, ns * ns * nm * nm * nl * nl)
+    ca = np.empty(size)
+    cc = np.empty(size)
+    cl = np.empty(size, dtype=np.int64)
+    n = 0
+    for i in range(ns):
+        for j in range(i + 1, ns):
+            for mi in range(nm):
+                for li in range(nl):
+                    m1 = seed_m[mi] if mi < seed_m.shape[0] else 0
+                    l1 = seed_l[li]
+                    if m1 == 0 and l1 == 0:
+                        continue
+                    for mj in range(nm):
+                        for lj in range(nl):
+                            m2 = seed_m[mj] if mj < seed_m.shape[0] else 0
+                            l2 = seed_l[lj]
+                            if m2 == 0 and l2 == 0:
+                                continue
+                            det = m1 * l2 * l2 - m2 * l1 * l1
+                            if det == 0:
+                                continue
+                            a = (x[i] * l2 * l2 - x[j] * l1 * l1) / det
+                            c = (m1 * x[j] - m2 * x[i]) / det
+                            if a <= 0 or c <= 0:
+                                continue
+                            ratio = math.sqrt(a / c)
+                            if ratio < 0.15 or ratio > 8.0:
+                                continue
+                            l_max = int(math.sqrt(x[k - 1] * 1.1 / c)) + 1
+                            if l_max > 30:
+                                continue
+                            ca[n] = a
+                            cc[n] = c
+                            cl[n] = l_max
+                            n += 1
+    return ca[:n], cc[:n], cl[:n]
+
+
+@njit(cache=True, nogil=True)
 def _scores_kernel(xs, tols, counts, shifts, cubic, tet, hexa, seed_n, seed_m_tet, seed_m_hex, seed_l,
                    n_seed, out):
     """xs (n, K) 1/d^2 of the tested peaks (ascending, NaN-padded), tols (n, K), counts (n,)."""
@@ -155,43 +204,20 @@ def _scores_kernel(xs, tols, counts, shifts, cubic, tet, hexa, seed_n, seed_m_te
             allowed = tet if fam == 0 else hexa
             seed_m = seed_m_tet if fam == 0 else seed_m_hex
             best = -1e9
-            for i in range(ns):
-                for j in range(i + 1, ns):
-                    for mi in range(seed_m.shape[0] + 1):
-                        for li in range(seed_l.shape[0]):
-                            m1 = seed_m[mi] if mi < seed_m.shape[0] else 0
-                            l1 = seed_l[li]
-                            if m1 == 0 and l1 == 0:
-                                continue
-                            for mj in range(seed_m.shape[0] + 1):
-                                for lj in range(seed_l.shape[0]):
-                                    m2 = seed_m[mj] if mj < seed_m.shape[0] else 0
-                                    l2 = seed_l[lj]
-                                    if m2 == 0 and l2 == 0:
-                                        continue
-                                    det = m1 * l2 * l2 - m2 * l1 * l1
-                                    if det == 0:
-                                        continue
-                                    a = (x[i] * l2 * l2 - x[j] * l1 * l1) / det
-                                    c = (m1 * x[j] - m2 * x[i]) / det
-                                    if a <= 0 or c <= 0:
-                                        continue
-                                    # ratio of axes within 0.15 .. 8 (c/a), else a cubic-like degenerate or absurd cell
-                                    ratio = math.sqrt(a / c)
-                                    if ratio < 0.15 or ratio > 8.0:
-                                        continue
-                                    l_max = int(math.sqrt(x[k - 1] * 1.1 / c)) + 1
-                                    if l_max > 30:
-                                        continue
-                                    hit = _count_two(x, tol, a, c, allowed, 1.0, l_max)
-                                    if hit <= best:
-                                        continue
-                                    chance = 0.0
-                                    for s in range(n_shift):
-                                        chance += _count_two(x, tol, a, c, allowed, 1.0 + shifts[s], l_max)
-                                    score = hit - chance / n_shift
-                                    if score > best:
-                                        best = score
+            ca, cc, cl = _two_axis_trials(x, k, ns, seed_m, seed_l)
+            for t in range(ca.shape[0]):
+                a = ca[t]
+                c = cc[t]
+                l_max = cl[t]
+                hit = _count_two(x, tol, a, c, allowed, 1.0, l_max)
+                if hit <= best:
+                    continue
+                chance = 0.0
+                for s in range(n_shift):
+                    chance += _count_two(x, tol, a, c, allowed, 1.0 + shifts[s], l_max)
+                score = hit - chance / n_shift
+                if score > best:
+                    best = score
             out[p, 1 + fam] = best / k if best > -1e8 else 0.0
 
 
@@ -948,56 +974,34 @@ def _centring_kernel(xs, tols, counts, shifts, cubic_tables, tet, hexa, seed_n, 
             tc = np.zeros(n_trials)
             tl = np.zeros(n_trials, dtype=np.int64)
             ts = np.full(n_trials, -1e9)
-            for i in range(ns):
-                for j in range(i + 1, ns):
-                    for mi in range(seed_m.shape[0] + 1):
-                        for li in range(seed_l.shape[0]):
-                            m1 = seed_m[mi] if mi < seed_m.shape[0] else 0
-                            l1 = seed_l[li]
-                            if m1 == 0 and l1 == 0:
-                                continue
-                            for mj in range(seed_m.shape[0] + 1):
-                                for lj in range(seed_l.shape[0]):
-                                    m2 = seed_m[mj] if mj < seed_m.shape[0] else 0
-                                    l2 = seed_l[lj]
-                                    if m2 == 0 and l2 == 0:
-                                        continue
-                                    det = m1 * l2 * l2 - m2 * l1 * l1
-                                    if det == 0:
-                                        continue
-                                    a = (x[i] * l2 * l2 - x[j] * l1 * l1) / det
-                                    c = (m1 * x[j] - m2 * x[i]) / det
-                                    if a <= 0 or c <= 0:
-                                        continue
-                                    ratio = math.sqrt(a / c)
-                                    if ratio < 0.15 or ratio > 8.0:
-                                        continue
-                                    l_max = int(math.sqrt(x[k - 1] * 1.1 / c)) + 1
-                                    if l_max > 30:
-                                        continue
-                                    worst = 0
-                                    for q in range(n_trials):
-                                        if ts[q] < ts[worst]:
-                                            worst = q
-                                    hit = _count_two(x, tol, a, c, allowed, 1.0, l_max)
-                                    if hit <= ts[worst]:
-                                        continue
-                                    chance = 0.0
-                                    for s in range(n_shift):
-                                        chance += _count_two(x, tol, a, c, allowed, 1.0 + shifts[s], l_max)
-                                    sc = hit - chance / n_shift
-                                    if sc <= ts[worst]:
-                                        continue
-                                    dup = False
-                                    for q in range(n_trials):
-                                        if abs(ta[q] - a) < 1e-3 * a and abs(tc[q] - c) < 1e-3 * c:
-                                            dup = True
-                                            break
-                                    if not dup:
-                                        ta[worst] = a
-                                        tc[worst] = c
-                                        tl[worst] = l_max
-                                        ts[worst] = sc
+            ca, cc, cl = _two_axis_trials(x, k, ns, seed_m, seed_l)
+            for t in range(ca.shape[0]):
+                a = ca[t]
+                c = cc[t]
+                l_max = cl[t]
+                worst = 0
+                for q in range(n_trials):
+                    if ts[q] < ts[worst]:
+                        worst = q
+                hit = _count_two(x, tol, a, c, allowed, 1.0, l_max)
+                if hit <= ts[worst]:
+                    continue
+                chance = 0.0
+                for s in range(n_shift):
+                    chance += _count_two(x, tol, a, c, allowed, 1.0 + shifts[s], l_max)
+                sc = hit - chance / n_shift
+                if sc <= ts[worst]:
+                    continue
+                dup = False
+                for q in range(n_trials):
+                    if abs(ta[q] - a) < 1e-3 * a and abs(tc[q] - c) < 1e-3 * c:
+                        dup = True
+                        break
+                if not dup:
+                    ta[worst] = a
+                    tc[worst] = c
+                    tl[worst] = l_max
+                    ts[worst] = sc
             c_first = 1 if fam == 0 else 2
             c_last = 1 if fam == 0 else 3
             p_best = -1e9
