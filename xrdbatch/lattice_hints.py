@@ -221,6 +221,23 @@ def _scores_kernel(xs, tols, counts, shifts, cubic, tet, hexa, seed_n, seed_m_te
             out[p, 1 + fam] = best / k if best > -1e8 else 0.0
 
 
+def _strongest(peaks, k: int):
+    """``(sel, rank)``: indices of each pattern's ``k`` strongest peaks (by pattern, strongest first) and
+    their strength rank within the pattern (0 = strongest)."""
+    order = np.lexsort((-peaks.height, peaks.pattern))
+    rank = np.arange(order.size) - peaks.offsets[peaks.pattern[order]]
+    keep = rank < k
+    return order[keep], rank[keep]
+
+
+def _x_rel_tol(peaks):
+    """``x = 1/d^2`` of every peak and its relative tolerance ``dx / x = 2 cot(theta) dtheta`` for the trial
+    indexing's 2-theta tolerance (+ the same 2e-4 floor)."""
+    x = (peaks.q_per_angstrom / (2 * np.pi)) ** 2
+    theta = np.radians(peaks.two_theta_deg / 2)
+    return x, 2 * np.radians(TOL_TWO_THETA_DEG / 2) / np.tan(np.maximum(theta, 1e-3)) + 2e-4
+
+
 def _tested_peaks(peaks, K: int = N_TEST_PEAKS, with_rank: bool = False, tol_deg: float | None = None):
     """(x (n, K) ascending 1/d^2 of the K strongest peaks, NaN-padded; tolerances (n, K); counts (n,)).
 
@@ -233,10 +250,7 @@ def _tested_peaks(peaks, K: int = N_TEST_PEAKS, with_rank: bool = False, tol_deg
     ranks = np.full((n, K), -1, dtype=np.int64)
     if peaks.pattern.size == 0:
         return (xs, tols, counts, ranks) if with_rank else (xs, tols, counts)
-    order = np.lexsort((-peaks.height, peaks.pattern))  # by pattern, strongest first
-    rank = np.arange(order.size) - peaks.offsets[peaks.pattern[order]]
-    sel = order[rank < K]
-    srank = rank[rank < K]
+    sel, srank = _strongest(peaks, K)
     pat = peaks.pattern[sel]
     q = peaks.q_per_angstrom[sel]
     x = (q / (2 * np.pi)) ** 2
@@ -1117,19 +1131,14 @@ def ratio_features(peaks) -> np.ndarray:
     values are -1.
     """
     n = peaks.n_patterns
-    x = (peaks.q_per_angstrom / (2 * np.pi)) ** 2
-    theta = np.radians(peaks.two_theta_deg / 2)
-    # relative tolerance of x: dx / x = 2 cot(theta) dtheta (+ the same floor as the trial indexing)
-    rel_tol = 2 * np.radians(TOL_TWO_THETA_DEG / 2) / np.tan(np.maximum(theta, 1e-3)) + 2e-4
+    x, rel_tol = _x_rel_tol(peaks)
     out = np.full((n, len(RATIO_NAMES)), MISSING_RATIO)
     if x.size:
         _ratio_kernel(x, rel_tol, peaks.offsets, np.asarray(RATIO_TARGETS), _SMALL_FRACTIONS, RATIO_CHANCE_SHIFT,
                       N_RATIO_PEAKS, out)
-        order = np.lexsort((-peaks.height, peaks.pattern))
-        rank = np.arange(order.size) - peaks.offsets[peaks.pattern[order]]
-        sel = order[rank < N_STRONG_RATIOS]
+        sel, rank = _strongest(peaks, N_STRONG_RATIOS)
         pat = peaks.pattern[sel]
-        out[pat, len(RATIO_TARGETS) + 1 + rank[rank < N_STRONG_RATIOS]] = x[sel] / x[peaks.offsets[pat]]
+        out[pat, len(RATIO_TARGETS) + 1 + rank] = x[sel] / x[peaks.offsets[pat]]
     return out
 
 
@@ -1196,15 +1205,11 @@ def fraction_features(peaks) -> np.ndarray:
     out = np.full((n, len(FRACTION_NAMES)), MISSING_RATIO)
     if peaks.pattern.size == 0:
         return out
-    x = (peaks.q_per_angstrom / (2 * np.pi)) ** 2
-    theta = np.radians(peaks.two_theta_deg / 2)
-    rel_tol = 2 * np.radians(TOL_TWO_THETA_DEG / 2) / np.tan(np.maximum(theta, 1e-3)) + 2e-4
+    x, rel_tol = _x_rel_tol(peaks)
     nq = len(FRACTION_DENOMINATORS)
     _fraction_kernel(x, rel_tol, peaks.offsets, _FRACTION_TABLE, RATIO_CHANCE_SHIFT, N_RATIO_PEAKS, out, 0)
     # the strongest peaks of each pattern, back in angle order
-    order = np.lexsort((-peaks.height, peaks.pattern))
-    rank = np.arange(order.size) - peaks.offsets[peaks.pattern[order]]
-    sel = np.sort(order[rank < N_FRACTION_STRONG])  # peaks are stored by (pattern, angle): sorting restores it
+    sel = np.sort(_strongest(peaks, N_FRACTION_STRONG)[0])  # peaks are stored by (pattern, angle): sorting restores it
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(peaks.pattern[sel], minlength=n), out=offsets[1:])
     _fraction_kernel(x[sel], rel_tol[sel], offsets, _FRACTION_TABLE, RATIO_CHANCE_SHIFT, N_FRACTION_STRONG, out, nq)
