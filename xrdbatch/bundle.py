@@ -43,8 +43,6 @@ class BundleError(ValueError):
     """A bundle that cannot be used: missing, tampered with, or made by incompatible versions."""
 
 
-
-
 def package_versions() -> dict:
     import scipy
     import sklearn

@@ -388,11 +388,7 @@ def abstain_threshold(model_dir, accuracy: float) -> float:
     :func:`xrdbatch.calibration.fit_for_model` measured on held-out simulated structures at training time.
     Raises ValueError naming the bundle and the targets it has when there is no such record.
     """
-    import json
-
-    from xrdbatch import registry
-
-    manifest = json.loads((Path(model_dir) / registry.MANIFEST).read_text())
+    manifest = _load_model(str(Path(model_dir).resolve())).manifest  # the bundle score() has already loaded
     thresholds = (manifest.get("training", {}).get("calibration") or {}).get("abstain_thresholds") or {}
     if not thresholds:
         raise ValueError(f"{model_dir}: this bundle has no calibration record, so no abstention threshold for a "
