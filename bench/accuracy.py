@@ -115,7 +115,6 @@ def reflections_of_catalog(catalog: str, d_min_angstrom: float, cache: Path, sub
     table = pd.read_parquet(catalog)
     table = table[(table["status"] == "ok") & table["crystal_system"].isin(CRYSTAL_SYSTEMS)].reset_index(drop=True)
     t0 = time.perf_counter()
-    n_structures = len(table)
     refls, rows = [], []
     if substitutions == 0 and n_jobs > 1:  # no random draws: chunks in parallel give the same result
         from joblib import Parallel, delayed
@@ -127,22 +126,22 @@ def reflections_of_catalog(catalog: str, d_min_angstrom: float, cache: Path, sub
         for r_part, row_part in parts:
             refls += r_part
             rows += row_part
-        table = table.iloc[:0]  # done
-    rng = np.random.default_rng(seed)
-    for rec in table.to_dict("records"):
-        crystal = Crystal.from_columns(rec)
-        variants = [crystal] + [augment.substitute_elements(crystal, rng) for _ in range(substitutions)]
-        for v, c in enumerate(variants):
-            try:
-                r = sim.reflections(c, d_min_angstrom)
-            except Exception:  # noqa: BLE001 - one bad structure is skipped, not fatal
-                continue
-            if len(r.d_angstrom) == 0:
-                continue
-            refls.append(r)
-            rows.append({k: rec[k] for k in LABELS} | {"variant": v})
+    else:
+        rng = np.random.default_rng(seed)
+        for rec in table.to_dict("records"):
+            crystal = Crystal.from_columns(rec)
+            variants = [crystal] + [augment.substitute_elements(crystal, rng) for _ in range(substitutions)]
+            for v, c in enumerate(variants):
+                try:
+                    r = sim.reflections(c, d_min_angstrom)
+                except Exception:  # noqa: BLE001 - one bad structure is skipped, not fatal
+                    continue
+                if len(r.d_angstrom) == 0:
+                    continue
+                refls.append(r)
+                rows.append({k: rec[k] for k in LABELS} | {"variant": v})
     labels = pd.DataFrame(rows)
-    log(f"reflections of {catalog}: {len(refls)} patterns from {n_structures} structures "
+    log(f"reflections of {catalog}: {len(refls)} patterns from {len(table)} structures "
         f"({substitutions} substitutions each) in {time.perf_counter() - t0:.0f} s")
     offsets = np.zeros(len(refls) + 1, dtype=np.int64)
     np.cumsum([len(r.d_angstrom) for r in refls], out=offsets[1:])
@@ -581,12 +580,13 @@ def main(argv=None) -> int:
                 run(f"seed11, ideal, first {k} catalogs ({n_struct} patt.)", *stack(sub, "ideal", "seed11"),
                     "seed11")
     if args.ablation:
+        aug_labels = stack(blocks, "aug", fset)[1]  # the same rows for every effect
         for effect in augment.EFFECTS:
             p_off = params.without(effect)
             X = np.concatenate([simulated_features(b["name"], b["refls"], conditions, p_off, args.copies, [fset],
                                                    peak_params, cache, args.seed, n_jobs=args.n_jobs)[fset]
                                 for b in blocks])
-            run(f"{fset}, augmented x{args.copies} without {effect}", X, stack(blocks, "aug", fset)[1], fset)
+            run(f"{fset}, augmented x{args.copies} without {effect}", X, aug_labels, fset)
     if args.calibrate:
         X, lab = stack(blocks, "aug", fset)
         rows = calibration_rows(X, lab, {s: measured[s] for s in sets}, fset, n_jobs=args.n_jobs,
