@@ -848,14 +848,13 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
                           "check the cell lengths and that all sites are listed")
     # Overlapping positions: closest distinct positions whose occupancies add up to more than one atom.
     pos = frac[first]
+    site_symbols = [crystal.symbols[k] for k in first.tolist()]
     if n_sites > 1 and options.min_distance_angstrom > 0:
-        _check_overlaps(pos, site_occ, lattice, [crystal.symbols[k] for k in first], options.min_distance_angstrom,
-                        heights)
+        _check_overlaps(pos, site_occ, lattice, site_symbols, options.min_distance_angstrom, heights)
     # Symmetry types: one per distinct composition of a position, numbered in order of appearance.
     element_index: dict = {}
     of_entry = np.array([element_index.setdefault(sym, len(element_index)) for sym in crystal.symbols])
     if n_sites == len(occ) and (occ >= 1.0 - 1e-6).all():  # ordered: one entry per position
-        site_symbols = [crystal.symbols[k] for k in first.tolist()]
         type_index: dict = {}
         types = np.array([type_index.setdefault(sym, len(type_index) + 1) for sym in site_symbols], dtype=np.int64)
         comp_of_type = [((sym, 1.0),) for sym in type_index]
