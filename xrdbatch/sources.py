@@ -312,14 +312,13 @@ def expand_sites(frac: np.ndarray, rot: np.ndarray, tran: np.ndarray, lattice: n
 def _symbol_from_label(site) -> str:
     """Element of a site whose type symbol gemmi could not read ('?', empty): from the label ('S1A' -> 'S')."""
     for text in (site.type_symbol, site.label):
-        m = re.match(r"([A-Z][a-z]?)", text or "")
-        if m and m.group(1) not in ("X",):
+        m = re.match(r"[A-Z][a-z]?", text or "")
+        if m and m.group() != "X":
             try:
-                return _clean_symbol(m.group(1))
+                return _clean_symbol(m.group())
             except RecordError:
-                m2 = re.match(r"([A-Z])", m.group(1))  # 'SN1' style: one-letter element
-                if m2 and m2.group(1) in _elements():
-                    return m2.group(1)
+                if m.group()[0] in _elements():  # 'Ow1' style: a one-letter element, then a lower-case suffix
+                    return m.group()[0]
     raise RecordError(f"unknown element for site {site.label!r} (type symbol {site.type_symbol!r})")
 
 
