@@ -766,6 +766,14 @@ LABELLERS: dict[str, Callable[..., Symmetry]] = {
 }
 
 
+def _labeller(name: str) -> Callable[..., Symmetry]:
+    """The symmetry finder ``LABELLERS[name]``; ValueError listing the valid names otherwise."""
+    try:
+        return LABELLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown labeller {name!r}; valid: {', '.join(LABELLERS)}") from None
+
+
 class Labels(NamedTuple):
     """Labels of one crystal (see :func:`label_crystal`)."""
 
@@ -865,11 +873,7 @@ def label_crystal(crystal: Crystal, options: Options | None = None) -> Labels:
         types = np.array([comp_index.setdefault(tuple(sorted(c)), len(comp_index) + 1) for c in lists],
                          dtype=np.int64)
         comp_of_type = list(comp_index)
-    try:
-        find = LABELLERS[options.labeller]
-    except KeyError:
-        raise ValueError(f"unknown labeller {options.labeller!r}; valid: {', '.join(LABELLERS)}") from None
-    ds = find(lattice, pos, types, options.symprec, options.angle_tolerance_deg)
+    ds = _labeller(options.labeller)(lattice, pos, types, options.symprec, options.angle_tolerance_deg)
     va, vb, vc = np.asarray(ds.std_lattice, dtype=np.float64).tolist()
     a, b, c = (math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]) for v in (va, vb, vc))
 
@@ -1362,8 +1366,7 @@ def _ingest_table(specs, *, symprec, max_atoms, dedupe, seed, prior, client, pro
     options = Options(symprec=float(symprec), max_atoms=int(max_atoms),
                       volume_per_atom_range=tuple(volume_per_atom_range),
                       min_distance_angstrom=float(min_distance_angstrom), labeller=str(labeller))
-    if labeller not in LABELLERS:
-        raise ValueError(f"unknown labeller {labeller!r}; valid: {', '.join(LABELLERS)}")
+    _labeller(labeller)  # fail before planning, not in a worker
     if prior not in _valid_priors():
         raise ValueError(f"unknown space-group prior {prior!r}; valid: {', '.join(_valid_priors())}")
     tasks = plan(specs, batch_size=batch_size, seed=seed, prior=prior)
