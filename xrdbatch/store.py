@@ -1054,7 +1054,8 @@ def retarget(source: str, out: str, conditions: Conditions, *, restart: bool = F
     # zarr, not xarray: the attrs and the row count are all this needs (open_zarr costs ~1 s per 10k rows)
     _require_complete(source)
     src_attrs = dict(zarr.open_group(source, mode="r").attrs)
-    n = int(_read_json(_control(source, "run.json"))["n_structures"])
+    src_run = _read_json(_control(source, "run.json"))
+    n = int(src_run["n_structures"])
     src_d_min = float(src_attrs["d_min_angstrom"])
     if conditions.d_min_angstrom < src_d_min * (1 - 1e-9):
         raise StoreError(
@@ -1064,7 +1065,6 @@ def retarget(source: str, out: str, conditions: Conditions, *, restart: bool = F
             f"(or use a longer wavelength), or re-simulate with --d-min-angstrom {conditions.d_min_angstrom:.4f}."
         )
     chunk_size = int(src_attrs["chunk_size"])
-    src_run = _read_json(_control(source, "run.json"))
     with StoreLock(out) as lock:
         fingerprint = {"format": FORMAT, "kind": "retarget", "conditions": conditions.to_dict(),
                        "catalog_sha256": src_attrs["catalog_sha256"], "n_structures": n,
