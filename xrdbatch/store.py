@@ -380,20 +380,21 @@ def _part_path(index: int) -> str:
     return f"reflections/chunk-{index:06d}"
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (Zarr chunk files are never modified in place), a copy where links are impossible (another
+    file system)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _link_part(source: str, store: str, index: int) -> None:
-    """The reflections of a chunk from another store: hard links (Zarr chunk files are never modified in place),
-    a copy where links are impossible (another file system)."""
+    """The reflections of a chunk from another store (:func:`_link_or_copy` of every file)."""
     src = os.path.join(source, _part_path(index))
     dst = os.path.join(store, _part_path(index))
     shutil.rmtree(dst, ignore_errors=True)
-
-    def link_or_copy(a, b):
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=link_or_copy)
+    shutil.copytree(src, dst, copy_function=_link_or_copy)
 
 
 def _chunk_key(metadata: dict, coords: tuple) -> str | None:
@@ -431,10 +432,7 @@ def _link_chunks(source: str, store: str, path: str, chunks: Iterable[tuple]) ->
             continue
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         tmp = f"{dst}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copy2(src, tmp)
+        _link_or_copy(src, tmp)
         os.replace(tmp, dst)
     return True
 
