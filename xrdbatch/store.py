@@ -572,15 +572,16 @@ class RetargetChunks:
         phases = _Phases()
         conditions = Conditions.from_json(self.conditions_json)
         counts = zarr.open_array(self.source, path="reflections/count", mode="r")[task.start:task.stop]
+        intensity = None  # stays None with augmentation, or when a structure fails (found below, one by one)
         if not self.augment_json:
             try:
                 intensity = _patterns_of_part(self.source, task, counts, conditions, phases)
-            except Exception:  # noqa: BLE001  (find the structure that fails, below, one by one)
-                intensity = None
+            except Exception:  # noqa: BLE001
+                pass
             if intensity is not None and self._write_fast(task, intensity, phases):
                 return
         statuses = [str(s) for s in zarr.open_array(self.source, path="sim_status", mode="r")[task.start:task.stop]]
-        if not self.augment_json and intensity is not None:
+        if intensity is not None:
             _write_chunk(self.store, task, intensity, statuses, [], self.token, phases,
                          reflections_from=self.source, counts=counts)
             return
