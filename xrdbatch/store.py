@@ -369,9 +369,15 @@ def _write_chunk(store: str, task: ChunkTask, intensity: np.ndarray, statuses: l
 
     _check_token(store, token)
     phases.mark("write")
+    n_ok = statuses.count(STATUS_OK)
+    _mark_done(store, task, phases, n_ok=n_ok, n_failed=task.size - n_ok, n_reflections=int(counts.sum()))
+
+
+def _mark_done(store: str, task: ChunkTask, phases: _Phases, **counts) -> None:
+    """The done marker of ``task``: its times (``phases``), ``counts`` (n_ok, n_failed, n_reflections), where it
+    ran. Written after every file of the chunk."""
     summary = phases.summary()
-    summary.update(index=task.index, start=task.start, stop=task.stop, n_ok=statuses.count(STATUS_OK),
-                   n_failed=task.size - statuses.count(STATUS_OK), n_reflections=int(counts.sum()),
+    summary.update(index=task.index, start=task.start, stop=task.stop, **counts,
                    host=socket.gethostname(), pid=os.getpid(), worker_peak_rss_bytes=_peak_rss_bytes())
     _write_json_atomic(_control(store, "done", f"{task.index:06d}.json"), summary, durable=False)
 
@@ -621,10 +627,7 @@ class RetargetChunks:
         _link_part(self.source, self.store, task.index)
         _check_token(self.store, self.token)
         phases.mark("link")
-        summary = {**phases.summary(), "index": task.index, "start": task.start, "stop": task.stop,
-                   "n_ok": marker["n_ok"], "n_failed": marker["n_failed"], "n_reflections": marker["n_reflections"],
-                   "host": socket.gethostname(), "pid": os.getpid(), "worker_peak_rss_bytes": _peak_rss_bytes()}
-        _write_json_atomic(_control(self.store, "done", f"{task.index:06d}.json"), summary, durable=False)
+        _mark_done(self.store, task, phases, **{k: marker[k] for k in ("n_ok", "n_failed", "n_reflections")})
         return True
 
 
