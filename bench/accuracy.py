@@ -47,7 +47,8 @@ from xrdbatch.conditions import Conditions  # noqa: E402
 from xrdbatch.crystal import CRYSTAL_SYSTEMS, crystal_system_of  # noqa: E402
 from xrdbatch.train import CLASS_MIXES, resample_to_mix  # noqa: E402
 
-MEASURED = ROOT.parent / "shared" / "data" / "measured"
+# ../shared/data beside the repository, or $XRDBATCH_SHARED_DATA (runs from a snapshot copy of the tree)
+MEASURED = Path(os.environ.get("XRDBATCH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "measured"
 DEFAULT_CACHE = Path(os.environ.get("XRDBATCH_ACC_CACHE", "/tmp/xrdbatch-acc"))
 
 
@@ -355,11 +356,38 @@ def scores(model, X, labels: pd.DataFrame, calibrator=None) -> dict:
     pred = frame["crystal_system"].to_numpy().astype(str)
     true = labels["crystal_system"].to_numpy().astype(str)
     recall = {s: float(np.mean(pred[true == s] == s)) for s in CRYSTAL_SYSTEMS if np.any(true == s)}
-    sg_true = labels["space_group"].to_numpy()
+    sg_true = labels["space_group" if "space_group" in labels else "spacegroup_number"].to_numpy()
     hits = np.stack([frame[f"space_group_{k}"].to_numpy() == sg_true for k in range(1, 6)], axis=1)
+    family = {"trigonal": "hexagonal"}  # the hexagonal crystal family: one lattice, told apart by intensities only
+    fam_true, fam_pred = (np.array([family.get(v, v) for v in a]) for a in (true, pred))
     return {"n": int(len(true)), "accuracy": float(np.mean(pred == true)),
             "macro_recall": float(np.mean(list(recall.values()))), "recall": recall,
+            "family_accuracy": float(np.mean(fam_pred == fam_true)),
+            "confusion": pd.crosstab(pd.Categorical(true, CRYSTAL_SYSTEMS), pd.Categorical(pred, CRYSTAL_SYSTEMS),
+                                     dropna=False, rownames=["true"], colnames=["predicted"]),
             "sg_top1": float(hits[:, 0].mean()), "sg_top5": float(hits.any(axis=1).mean())}
+
+
+def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0, model_params=None,
+                   space_group_rows=None, test_size: float = 0.2) -> dict:
+    """Scores on held-out *simulated* structure types (grouped split on ``structure_type``; all copies of a
+    structure and its variants stay on one side): the tuning signal that is not the measured set.
+
+    ``{"all": scores, "real": scores on the held-out real structures and their variants}``.
+    """
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = labels["structure_type"].astype(str).to_numpy()
+    train, test = next(GroupShuffleSplit(1, test_size=test_size, random_state=random_state).split(X, groups=groups))
+    rows = None if space_group_rows is None else np.asarray(space_group_rows)[train]
+    model = fit_model(X[train], labels.iloc[train], n_jobs=n_jobs, random_state=random_state,
+                      model_params=model_params, space_group_rows=rows)
+    lab = labels.iloc[test].reset_index(drop=True)
+    out = {"all": scores(model, X[test], lab)}
+    real = lab["origin"] == "real"
+    if real.any():
+        out["real"] = scores(model, X[test][real.to_numpy()], lab[real].reset_index(drop=True))
+    return out
 
 
 def calibration_rows(X, labels: pd.DataFrame, measured: dict, fset: str, *, n_jobs: int = 2, balance: bool = False,
@@ -406,12 +434,13 @@ def calibration_rows(X, labels: pd.DataFrame, measured: dict, fset: str, *, n_jo
 
 def format_table(rows: list[dict], title: str) -> str:
     systems = [s for s in CRYSTAL_SYSTEMS if any(s in r["recall"] for r in rows)]
-    head = f"{'model':<56} {'n':>4} {'acc':>6} {'macro':>6} {'sg@1':>6} {'sg@5':>6} " + \
+    head = f"{'model':<56} {'n':>5} {'acc':>6} {'family':>6} {'macro':>6} {'sg@1':>6} {'sg@5':>6} " + \
            " ".join(f"{s[:5]:>6}" for s in systems) + f" {'fit s':>6} {'train':>7}"
     lines = [f"== {title}", head, "-" * len(head)]
     for r in rows:
         rec = " ".join(f"{100 * r['recall'][s]:6.1f}" if s in r["recall"] else f"{'-':>6}" for s in systems)
-        lines.append(f"{r['model']:<56} {r['n']:>4} {100 * r['accuracy']:6.1f} {100 * r['macro_recall']:6.1f} "
+        lines.append(f"{r['model']:<56} {r['n']:>5} {100 * r['accuracy']:6.1f} {100 * r['family_accuracy']:6.1f} "
+                     f"{100 * r['macro_recall']:6.1f} "
                      f"{100 * r['sg_top1']:6.1f} {100 * r['sg_top5']:6.1f} {rec} {r.get('fit_seconds', 0):6.1f} "
                      f"{r.get('n_train', 0):>7}")
     return "\n".join(lines)
@@ -428,8 +457,10 @@ def training_blocks(specs, conditions, params, copies, feature_sets, peak_params
     for cat, n_sub in specs:
         refls, lab = reflections_of_catalog(cat, conditions.d_min_angstrom * 0.98, cache, n_sub, seed, log=log,
                                             n_jobs=n_jobs)
-        lattice = pd.read_parquet(cat, columns=["id", "a", "b", "c", "alpha", "beta", "gamma"]).drop_duplicates("id")
-        lab = lab.merge(lattice, on="id", how="left")  # variants keep their parent's cell (for bundles)
+        lattice = pd.read_parquet(cat, columns=["id", "source", "a", "b", "c", "alpha", "beta", "gamma"])
+        lattice = lattice.drop_duplicates("id")
+        lattice["origin"] = np.where(lattice.pop("source").astype(str).str.startswith("synthetic:"), "synthetic", "real")
+        lab = lab.merge(lattice, on="id", how="left")  # variants keep their parent's cell (for bundles) and origin
         name = _key("block", os.path.abspath(cat), os.path.getsize(cat), n_sub, seed)
         ideal = simulated_features(name, refls, conditions, None, 1, feature_sets, peak_params, cache, n_jobs=n_jobs,
                                    log=log)
@@ -470,6 +501,9 @@ def main(argv=None) -> int:
                         "structures) while the crystal-system forest learns from all")
     p.add_argument("--system-exponent", type=float, default=1.0, help="system exponent of the best model's ranking")
     p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
+    p.add_argument("--heldout", action="store_true",
+                   help="also score every model on held-out simulated structure types (grouped 80/20 split on "
+                        "structure_type, one more fit per model): all held-out rows, and the real structures only")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--out", type=Path, default=None, help="also write the tables (text) and figures here")
     p.add_argument("--n-jobs", type=int, default=2)
@@ -534,6 +568,14 @@ def main(argv=None) -> int:
             print(f"  {model_name + suffix}: {len(X)} rows, fit {model.bench_fit_seconds_:.1f} s; rruff acc "
                   f"{results[sets[0]][-1]['accuracy']:.3f} macro {results[sets[0]][-1]['macro_recall']:.3f} "
                   f"sg@1 {results[sets[0]][-1]['sg_top1']:.3f} sg@5 {results[sets[0]][-1]['sg_top5']:.3f}", flush=True)
+        if args.heldout:
+            held = heldout_scores(X, lab, n_jobs=args.n_jobs, model_params=model_params, space_group_rows=sg_rows)
+            for part, r in held.items():
+                r.update(model=model_name, n_train=int(len(X) * 0.8))
+                results.setdefault(f"held-out simulated structure types ({part})", []).append(r)
+            print(f"    held-out simulated: acc {held['all']['accuracy']:.3f} sg@1 {held['all']['sg_top1']:.3f}; "
+                  f"real only: acc {held.get('real', held['all'])['accuracy']:.3f} "
+                  f"sg@1 {held.get('real', held['all'])['sg_top1']:.3f}", flush=True)
         return model
 
     if not args.no_baseline:
@@ -624,12 +666,19 @@ def main(argv=None) -> int:
             r.update(model=f"{fset} bundle (grouped 80 %, calibrated)", fit_seconds=fit_s)
             results[s].append(r)
     text = "\n".join(format_table(results[s], f"{s} ({len(measured[s][1])} labelled patterns)") for s in sets)
+    for title in [k for k in results if k not in sets]:
+        text += "\n" + format_table(results[title], title)
     print(text)
     print(f"total {time.perf_counter() - t_start:.0f} s wall, {time.process_time() - cpu_start:.0f} CPU-s "
           f"in the main process; load {os.getloadavg()[0]:.1f}")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "tables.txt").write_text(text + "\n")
+        with open(args.out / "confusion.txt", "w") as fh:  # rows true, columns predicted crystal system
+            for title, rows in results.items():
+                for r in rows:
+                    if "confusion" in r:
+                        fh.write(f"== {title}: {r['model']}\n{r['confusion'].to_string()}\n\n")
     return 0
 
 
