@@ -133,3 +133,21 @@ def test_existing_target_needs_overwrite(trained):
 def test_missing_manifest_says_what_to_do(tmp_path):
     with pytest.raises(bundle.BundleError, match="xrdbatch train"):
         bundle.load_bundle(tmp_path)
+
+
+def test_bundles_from_before_origin_weights_load_and_predict_the_same(trained, tmp_path):
+    """Bundles written before the space-group origin weights (no training.space_group_synthetic_weight,
+    origins, space_group_fallback in the manifest) load and predict as before."""
+    import shutil
+
+    X, _, out, manifest = trained
+    assert manifest["training"]["space_group_synthetic_weight"] == train.SPACE_GROUP_SYNTHETIC_WEIGHT
+    copy = tmp_path / "old"
+    shutil.copytree(out, copy)
+    on_disk = json.loads((copy / "manifest.json").read_text())
+    for key in ("space_group_synthetic_weight", "origins", "space_group_fallback"):
+        on_disk["training"].pop(key, None)  # (another test may have rewritten the training record already)
+    (copy / "manifest.json").write_text(json.dumps(on_disk))
+    old = bundle.load_bundle(copy)
+    assert "space_group_synthetic_weight" not in old.manifest["training"]
+    assert old.predict(X[:30]).equals(bundle.load_bundle(out).predict(X[:30]))

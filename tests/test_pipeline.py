@@ -70,7 +70,7 @@ def test_training_data_recipe_is_one_run(tmp_path):
     cfg = config.load_config(pipeline.DEMO_CONFIG, [
         *SMALL, "sources.specs=['synthetic:30', 'builtin:prototypes']", f"out_dir='{tmp_path / 'run'}'",
         "training.substitutions=1", "training.augment_copies=2", "training.class_mix='mineral'",
-        "training.system_exponent=0.5"])
+        "training.system_exponent=0.5", "training.space_group_synthetic_weight=0.0"])
     lines: list[str] = []
     outputs = pipeline.run(cfg, stages=["ingest", "variants", "simulate", "augment", "features", "train"],
                            log=lines.append)
@@ -86,3 +86,7 @@ def test_training_data_recipe_is_one_run(tmp_path):
     assert manifest["training"]["class_mix"] == "mineral"
     assert len(manifest["training"]["source"]["stores"]) == 2
     assert manifest["training"]["n_rows"] > n  # two copies of every ok structure
+    # every row's origin reached the training stage through the augmented stores and the variants catalog
+    assert manifest["training"]["space_group_synthetic_weight"] == 0.0
+    assert set(manifest["training"]["origins"]) == {"real", "variant", "synthetic"}
+    assert all(s["origin_from"].endswith("catalog_variants.parquet") for s in manifest["training"]["source"]["stores"])

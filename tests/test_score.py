@@ -245,6 +245,28 @@ def test_resume_and_executors_agree(model_dir, tmp_path):
     np.testing.assert_allclose(a["a"].to_numpy(float), b["a"].to_numpy(float), equal_nan=True)
 
 
+def test_bundles_from_before_origin_weights_still_score(model_dir, tmp_path):
+    """A bundle whose manifest predates the space-group origin weights scores files like the new one."""
+    import json
+    import shutil
+
+    old = tmp_path / "old-model"
+    shutil.copytree(model_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for key in ("space_group_synthetic_weight", "origins", "space_group_fallback"):
+        manifest["training"].pop(key)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    rng = np.random.default_rng(3)
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        write_xy(tmp_path / "in" / f"p{i}.xy", CU.two_theta_deg(), good_counts(rng, CU.two_theta_deg()))
+    score.score([tmp_path / "in"], str(old), tmp_path / "old.csv")
+    score.score([tmp_path / "in"], str(model_dir), tmp_path / "new.csv")
+    a, b = pd.read_csv(tmp_path / "old.csv"), pd.read_csv(tmp_path / "new.csv")
+    assert (a["status"] == "ok").all() and len(a) == 3
+    pd.testing.assert_frame_equal(a, b)
+
+
 @pytest.mark.slow
 def test_measured_samples_score(model_dir, tmp_path):
     files = [shared_path("measured", "rruff_minerals_dev", "rruff_133.xy"),

@@ -210,8 +210,111 @@ def test_space_group_forests_can_learn_from_a_subset_of_rows(data):
     keep = systems != "cubic"  # e.g. only the real structures; here: every row except the cubic ones
     model = train.CrystalForest(SMALL, SMALL, fit_lattice=False).fit(X, systems, labels.spacegroup_number,
                                                                       space_group_rows=keep)
-    assert "cubic" in model.classes_ and "cubic" not in model.space_group_models_
+    # a system without any kept row still gets a forest, from all its rows (listed as a fallback)
+    assert model.space_group_fallback_ == ["cubic"]
+    cubic = set(labels.spacegroup_number[systems == "cubic"])
+    assert set(model.space_group_models_["cubic"].classes_) == cubic
     groups, proba = model.space_group_proba(X[:40])
-    total = proba.sum(axis=1)  # rows sure to be cubic have no ranked group left (all zero), the others sum to 1
-    assert np.all((np.abs(total - 1) < 1e-6) | (total == 0)) and (total > 0).mean() > 0.5
-    assert not set(groups) & set(range(195, 231))  # no cubic group is ever ranked
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def _origins(labels):
+    """Every third row synthetic, the others real (a made-up mix for the weighting tests)."""
+    return np.where(np.arange(len(labels)) % 3 == 0, "synthetic", "real").astype(object)
+
+
+def test_synthetic_weight_zero_ignores_synthetic_rows_for_space_groups(data):
+    X, labels = data
+    systems, sg = labels.crystal_system.to_numpy(), labels.spacegroup_number.to_numpy()
+    origin = _origins(labels)
+    sg = np.where(origin == "synthetic", sg, np.where(systems == "cubic", 225, sg))  # real cubic rows: only 225
+    w0 = train.CrystalForest(SMALL, SMALL, fit_lattice=False, random_state=1).fit(
+        X, systems, sg, space_group_weight=train.origin_weights(origin, 0.0))
+    real = origin == "real"
+    only_real = train.CrystalForest(SMALL, SMALL, fit_lattice=False, random_state=1)
+    only_real.crystal_system_model_ = w0.crystal_system_model_
+    only_real.fit_space_groups(X[real], systems[real], sg[real])
+    assert w0.space_group_fallback_ == []
+    assert w0.space_group_models_["cubic"].classes_.tolist() == [225]  # synthetic cubic groups never learnt
+    for system, forest in w0.space_group_models_.items():
+        assert forest.classes_.tolist() == only_real.space_group_models_[system].classes_.tolist()
+    np.testing.assert_array_equal(w0.space_group_proba(X[:200])[1], only_real.space_group_proba(X[:200])[1])
+    # the crystal-system forest learns from every row whatever the weight
+    assert w0.crystal_system_model_.estimators_[0].tree_.n_node_samples[0] == len(X)
+
+
+def test_fractional_synthetic_weight_is_a_sample_weight(data):
+    X, labels = data
+    systems, sg = labels.crystal_system.to_numpy(), labels.spacegroup_number.to_numpy()
+    origin = _origins(labels)
+
+    def fitted(weight):
+        model = train.CrystalForest(SMALL, SMALL, fit_lattice=False, random_state=2)
+        model.fit_seconds_ = {}
+        return model.fit_space_groups(X, systems, sg, weight)
+
+    plain, ones = fitted(None), fitted(train.origin_weights(origin, 1.0))
+    part = fitted(train.origin_weights(origin, 0.1))
+    for system in plain.space_group_models_:
+        a, b, c = (m.space_group_models_[system].predict_proba(X[:100]) for m in (plain, ones, part))
+        np.testing.assert_array_equal(a, b)  # weight 1 is the unweighted fit
+        assert b.shape == c.shape  # 0.1 keeps every synthetic row's groups as classes ...
+    assert any(not np.array_equal(plain.space_group_models_[s].predict_proba(X[:100]),
+                                  part.space_group_models_[s].predict_proba(X[:100]))
+               for s in plain.space_group_models_)  # ... but learns less from them
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train.origin_weights(origin, 1.5)
+    with pytest.raises(ValueError, match="finite values >= 0"):
+        fitted(-np.ones(len(X)))
+
+
+def test_row_origins_from_catalog_ids_and_sources():
+    got = train.row_origins(["a", "a~sub2", "b", "c", "d"],
+                            ["/data/cifs", "/data/cifs", "synthetic:100", "builtin:prototypes", float("nan")])
+    assert got.tolist() == ["real", "variant", "synthetic", "real", "unknown"]
+
+
+def test_bundle_records_the_space_group_weight_and_origins(data, tmp_path):
+    from xrdbatch import bundle
+
+    X, labels = data
+    labels = labels.assign(origin=_origins(labels))
+    params = {"crystal_system": SMALL, "space_group": SMALL, "lattice": SMALL}
+    lines = []
+    manifest = train.train_arrays(X, labels, tmp_path / "model", feature_set="rich",
+                                  feature_names=features.feature_names("rich"), peak_params={},
+                                  conditions=Conditions(), model_params=params, space_group_synthetic_weight=0.3,
+                                  log=lines.append)
+    tr = manifest["training"]
+    assert tr["space_group_synthetic_weight"] == 0.3 and tr["space_group_fallback"] == []
+    assert sum(tr["origins"].values()) == tr["n_train"] and set(tr["origins"]) == {"real", "synthetic"}
+    assert any("weigh synthetic rows 0.3" in line for line in lines)
+    by_origin = manifest["metrics"]["space_group_by_origin"]  # held-out space groups per origin
+    assert set(by_origin) == {"real", "synthetic"} and sum(v["n"] for v in by_origin.values()) == tr["n_test"]
+    assert bundle.load_bundle(tmp_path / "model").manifest["training"]["space_group_synthetic_weight"] == 0.3
+    # labels without origins (arrays from elsewhere): every row is "unknown" and weighs 1
+    manifest = train.train_arrays(X, labels.drop(columns="origin"), tmp_path / "model2", feature_set="rich",
+                                  feature_names=features.feature_names("rich"), peak_params={},
+                                  conditions=Conditions(), model_params=params, space_group_synthetic_weight=0.0,
+                                  log=lambda *_: None)
+    assert set(manifest["training"]["origins"]) == {"unknown"} and manifest["training"]["space_group_fallback"] == []
+
+
+def test_store_origins_come_from_the_catalog_the_store_was_made_from(tmp_path):
+    import xarray as xr
+    from _catalogs import small_catalog
+
+    from xrdbatch import sources
+
+    table = small_catalog(6)
+    table["source"] = ["/cifs", "/cifs", "synthetic:4", "synthetic:4", "/cifs", "/cifs"]
+    table.loc[1, "id"] = table.loc[0, "id"] + train.VARIANT_ID_MARK + "1"
+    path = str(tmp_path / "catalog.parquet")
+    table.to_parquet(path)
+    ds = xr.Dataset(attrs={"catalog_path": path, "catalog_sha256": sources.catalog_hash(path)})
+    ids = table["id"].to_numpy()[::-1]  # store rows in any order
+    origin, where = train.store_origins(ds, ids)
+    assert origin.tolist() == ["real", "real", "synthetic", "synthetic", "variant", "real"] and where == path
+    table.iloc[:3].to_parquet(path)  # the catalog changed since the store was made: no guessing
+    origin, where = train.store_origins(ds, ids)
+    assert set(origin) == {"unknown"} and "missing or changed" in where

@@ -213,18 +213,25 @@ def stage_features(config: dict, ctx: RunContext) -> None:
 
 def stage_train(config: dict, ctx: RunContext) -> None:
     """store features -> model bundle (``[training]``: feature_set, split, test_size, seed, n_jobs, model,
-    class_mix, system_exponent, calibrate)."""
+    class_mix, system_exponent, calibrate, space_group_synthetic_weight).
+
+    Every row's origin (real / variant / synthetic) is read from the catalog the store was simulated from
+    (:func:`xrdbatch.train.store_origins`); ``space_group_synthetic_weight`` (0..1, unset = the library
+    default :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) is the weight of synthetic rows in the
+    space-group forests (0 = real structures and their variants only)."""
     from xrdbatch import train
 
     tr = _section(config, "training")
     paths = _training_stores(config, ctx)
     model = ctx.path(tr["model"])
+    sg_weight = ({} if tr["space_group_synthetic_weight"] is None
+                 else {"space_group_synthetic_weight": float(tr["space_group_synthetic_weight"])})
     manifest = train.train_from_store(paths if len(paths) > 1 else paths[0], model, feature_set=tr["feature_set"],
                                       split=tr["split"], test_size=tr["test_size"], random_state=tr["seed"],
                                       n_jobs=tr["n_jobs"] or os.cpu_count(), calibrate=tr.get("calibrate"),
                                       class_mix=tr["class_mix"],
                                       model_params={"system_exponent": float(tr["system_exponent"])},
-                                      overwrite=True, log=ctx.log)
+                                      overwrite=True, log=ctx.log, **sg_weight)
     ctx.log(f"train: bundle {model} ({manifest['total_bytes'] / 1e6:.1f} MB)")
     ctx.outputs["model"] = model
 
@@ -321,12 +328,15 @@ def stage_score(config: dict, ctx: RunContext) -> None:
 #: Feature set and peak threshold are the best measured on rruff_minerals_dev (bench/results/README.md):
 #: ``measured`` features and ``height_rel`` 0.04 (the seed's recipe is ``feature_set = "seed11"`` with
 #: ``peak_params = {}``). Training data (issue 8): ``substitutions`` element-substituted copies of every
-#: real structure, ``augment_copies`` measurement-like renderings of every structure.
+#: real structure, ``augment_copies`` measurement-like renderings of every structure;
+#: ``space_group_synthetic_weight`` (None = :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) how much the
+#: space-group forests learn from synthetic crystals.
 TRAINING_DEFAULTS = {"feature_set": "measured", "split": "grouped", "test_size": 0.2, "seed": 0, "n_jobs": None,
                      "calibrate": None, "peak_params": {"height_rel": 0.04}, "model": "model", "report": "report",
                      "substitutions": 0, "variants_catalog": "catalog_variants.parquet",
                      "augment_copies": 0, "augment_seed": 0, "augment_params": None,
-                     "augment_store": "store_aug{copy}.zarr", "class_mix": "catalog", "system_exponent": 1.0}
+                     "augment_store": "store_aug{copy}.zarr", "class_mix": "catalog", "system_exponent": 1.0,
+                     "space_group_synthetic_weight": None}
 #: ``[scoring]`` keys the pipeline reads.
 SCORING_DEFAULTS = {"inputs": [], "optional_inputs": [], "examples": [], "examples_dir": "examples",
                     "examples_seed": 0, "out": "scores.csv", "wavelength_angstrom": None}

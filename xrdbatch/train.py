@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 
@@ -72,6 +73,20 @@ MINERAL_SYSTEM_SHARES = {"triclinic": 0.09, "monoclinic": 0.32, "orthorhombic": 
 #: Class mixes a training set can be resampled to (``class_mix``, issue 8): name -> crystal-system shares,
 #: or None for "as the catalogs are" (the generator's real-database space-group prior).
 CLASS_MIXES = ("catalog", "balanced", "mineral", "icsd", "cod", "mp")
+
+#: Where a training row comes from (issue 8): a structure read from a file or database (``"real"``), an
+#: element-substituted copy of one (``"variant"``, :func:`xrdbatch.augment.substituted_catalog`), a crystal of
+#: the synthetic generator (``"synthetic"``), or ``"unknown"`` (the store's catalog cannot be read).
+ORIGINS = ("real", "variant", "synthetic", "unknown")
+
+#: How :func:`xrdbatch.augment.substituted_catalog` names a variant: ``"<parent id>~sub<v>"``.
+VARIANT_ID_MARK = "~sub"
+
+#: Default weight of synthetic rows in the space-group forests (0 = real structures and their variants only;
+#: the crystal-system and lattice forests always use every row). Chosen on held-out real structure types
+#: (``bench/sg_weight.py``; bench/results/README.md, "Space-group weight of synthetic rows"): 0 ranked space
+#: groups of unseen real structure types best (top-1 +1.3 +- 0.5 points over weight 1, top-5 level).
+SPACE_GROUP_SYNTHETIC_WEIGHT = 0.0
 
 #: Below this many rows per tree, forests do not subsample (``max_samples`` is ignored).
 MIN_SUBSAMPLE_ROWS = 2000
@@ -135,6 +150,38 @@ def resample_to_mix(systems, mix: str, random_state: int = 0, n_rows: int | None
         k = int(round(n * share / total))
         parts.append(rng.choice(rows, size=k, replace=k > len(rows)))
     return np.sort(np.concatenate(parts)) if parts else np.arange(0)
+
+
+def row_origins(structure_id, source) -> np.ndarray:
+    """Origin (:data:`ORIGINS`) of every row from its catalog ``id`` and ``source``.
+
+    ``source`` starting with ``"synthetic"`` -> synthetic; an id carrying :data:`VARIANT_ID_MARK` -> variant;
+    another known source -> real; a missing source (None, NaN, "") -> unknown.
+
+    >>> row_origins(["a", "a~sub1", "s1", "x"], ["cifs/", "cifs/", "synthetic:10", None]).tolist()
+    ['real', 'variant', 'synthetic', 'unknown']
+    """
+    ids = pd.Series(np.asarray(structure_id, dtype=object)).astype(str)
+    src = pd.Series(np.asarray(source, dtype=object))
+    known = src.notna() & (src.astype(str) != "")
+    src = src.astype(str)
+    out = np.where(src.str.startswith("synthetic"), "synthetic",
+                   np.where(ids.str.contains(VARIANT_ID_MARK, regex=False), "variant", "real"))
+    return np.where(known.to_numpy(), out, "unknown").astype(object)
+
+
+def origin_weights(origins, synthetic_weight: float) -> np.ndarray:
+    """Space-group sample weight of every row: ``synthetic_weight`` for synthetic rows, 1 for the others
+    (real, variant, unknown: a row of unknown origin is not down-weighted on a guess).
+
+    >>> origin_weights(["real", "synthetic", "variant"], 0.3).tolist()
+    [1.0, 0.3, 1.0]
+    """
+    w = float(synthetic_weight)
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"synthetic space-group weight must be in [0, 1] (0 = real structures only), got {w}")
+    origins = np.asarray(origins, dtype=object)
+    return np.where(origins == "synthetic", w, 1.0)
 
 
 def complete_lattice(system: str, free: np.ndarray) -> np.ndarray:
@@ -288,18 +335,19 @@ class CrystalForest:
             kw.pop("max_samples", None)
         return cls(random_state=self.random_state, n_jobs=self.n_jobs, **kw)
 
-    def _fit_one(self, name: str, estimator, X, y):
+    def _fit_one(self, name: str, estimator, X, y, sample_weight=None):
         import warnings
 
         t = time.perf_counter()
         with warnings.catch_warnings():
             # per-system space-group subsets of small sets have many classes per row; that is expected
             warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
-            estimator.fit(X, y)
+            estimator.fit(X, y, sample_weight=sample_weight)
         self.fit_seconds_[name] = time.perf_counter() - t
         return estimator
 
-    def fit(self, X, crystal_system, space_group, lattice=None, space_group_rows=None) -> CrystalForest:
+    def fit(self, X, crystal_system, space_group, lattice=None, space_group_rows=None,
+            space_group_weight=None) -> CrystalForest:
         """Fit every forest.
 
         Parameters
@@ -312,6 +360,10 @@ class CrystalForest:
         space_group_rows : array (n,) of bool, optional
             Rows the space-group forests learn from (default all), e.g. only real structures when
             synthetic ones have another space-group mix (issue 8); the crystal-system forest uses all rows.
+        space_group_weight : array (n,) of float >= 0, optional
+            Sample weight of every row in the space-group forests (see :meth:`fit_space_groups`), e.g.
+            :func:`origin_weights`; combined with ``space_group_rows`` (rows outside it weigh 0). The
+            crystal-system and lattice forests always learn from every row with equal weight.
         """
         X = np.asarray(X, dtype=np.float32)
         systems = np.asarray(crystal_system).astype(str)
@@ -320,14 +372,10 @@ class CrystalForest:
 
         self.crystal_system_model_ = self._fit_one("crystal_system", self._forest("classifier", "crystal_system",
                                                                                   len(X)), X, systems)
-
-        self.space_group_models_ = {}
-        sg_rows = np.ones(len(X), dtype=bool) if space_group_rows is None else np.asarray(space_group_rows, bool)
-        groups = sorted(set(systems[sg_rows])) if self.hierarchical_space_group else ["all"]
-        for system in groups:
-            rows = (systems == system if system != "all" else np.ones(len(X), dtype=bool)) & sg_rows
-            forest = self._forest("classifier", "space_group", int(rows.sum()))
-            self.space_group_models_[system] = self._fit_one(f"space_group/{system}", forest, X[rows], sg[rows])
+        weight = np.ones(len(X)) if space_group_weight is None else np.asarray(space_group_weight, dtype=np.float64)
+        if space_group_rows is not None:
+            weight = np.where(np.asarray(space_group_rows, dtype=bool), weight, 0.0)
+        self.fit_space_groups(X, systems, sg, weight)
 
         self.lattice_models_ = {}
         if self.fit_lattice:
@@ -347,6 +395,49 @@ class CrystalForest:
                     target = target.ravel()
                 forest = self._forest("regressor", "lattice", int(rows.sum()))
                 self.lattice_models_[system] = self._fit_one(f"lattice/{system}", forest, X[rows], target)
+        return self
+
+    def fit_space_groups(self, X, crystal_system, space_group, sample_weight=None) -> CrystalForest:
+        """(Re)fit only the space-group forests (the crystal-system forest is left as it is).
+
+        Rows of weight 0 are left out of the fit (weight 0 for synthetic rows = "real structures only");
+        the others enter ``ExtraTreesClassifier.fit(sample_weight=...)`` (weights scale each row's share
+        of the impurity and of the leaf class frequencies; bootstrap draws stay uniform). A crystal
+        system none of whose rows has a positive weight learns from all its rows with equal weight, so
+        that a store of synthetic crystals only still gets space groups; such systems are listed in
+        ``space_group_fallback_``.
+
+        Parameters
+        ----------
+        X : array (n, n_features)
+        crystal_system : array (n,) of str
+        space_group : array (n,) of int
+        sample_weight : array (n,) of float >= 0, optional
+            Default: every row weighs 1.
+        """
+        X = np.asarray(X, dtype=np.float32)
+        systems = np.asarray(crystal_system).astype(str)
+        sg = np.asarray(space_group).astype(np.int64)
+        weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if weight.shape != (len(X),) or not np.all(np.isfinite(weight)) or np.any(weight < 0):
+            raise ValueError(f"space-group sample weights must be {len(X)} finite values >= 0; got shape "
+                             f"{weight.shape}, min {np.nanmin(weight) if weight.size else None}")
+        if not hasattr(self, "fit_seconds_"):
+            self.fit_seconds_ = {}
+        self.space_group_models_ = {}
+        self.space_group_fallback_ = []
+        groups = sorted(set(systems)) if self.hierarchical_space_group else ["all"]
+        for system in groups:
+            in_system = systems == system if system != "all" else np.ones(len(X), dtype=bool)
+            rows = in_system & (weight > 0)
+            w = weight[rows]
+            if not rows.any():
+                rows, w = in_system, None
+                self.space_group_fallback_.append(system)
+            elif np.all(w == w[0]):
+                w = None  # equal weights: the same fit, without the weighted code path
+            forest = self._forest("classifier", "space_group", int(rows.sum()))
+            self.space_group_models_[system] = self._fit_one(f"space_group/{system}", forest, X[rows], sg[rows], w)
         return self
 
     # -- prediction ---------------------------------------------------------------------------
@@ -487,7 +578,8 @@ def split_indices(n: int, split: str = "grouped", groups=None, test_size: float 
 def evaluate(frame: pd.DataFrame) -> dict:
     """Metrics of an evaluation table (true_* and predicted columns, see :func:`evaluation_table`).
 
-    Returns accuracy, macro accuracy (mean per-class recall), per-class recall, space-group top-1/5/10,
+    Returns accuracy, macro accuracy (mean per-class recall), per-class recall, space-group top-1/5/10
+    (also per row origin, ``space_group_by_origin``, when the table has an ``origin`` column),
     and lattice R^2 and MAPE (percent) per crystal system, for the regressor of the true system
     (``lattice_given_system``) and end to end (``lattice``, with the predicted system).
     """
@@ -509,6 +601,11 @@ def evaluate(frame: pd.DataFrame) -> dict:
                            "support": {s: int(np.sum(true == s)) for s in recall}},
         "space_group": top,
     }
+    if "origin" in frame:  # real structures are what measured samples resemble: their numbers separately
+        origin = frame["origin"].astype(str).to_numpy()
+        metrics["space_group_by_origin"] = {
+            o: {**{f"top{k}": float(hits[origin == o, :k].any(axis=1).mean()) for k in (1, 5) if k <= len(ks)},
+                "n": int(np.sum(origin == o))} for o in sorted(set(origin))}
     lattice = {}
     for system in CRYSTAL_SYSTEMS:
         rows = true == system
@@ -551,6 +648,8 @@ def evaluation_table(model: CrystalForest, X, labels: pd.DataFrame, feature_name
         table[f"true_{name}"] = labels[name].to_numpy(dtype=float)
     if "structure_type" in labels:
         table["structure_type"] = labels["structure_type"].astype(str).to_numpy()
+    if "origin" in labels:
+        table["origin"] = labels["origin"].astype(str).to_numpy()
     for col in pred.columns:
         table[col] = pred[col].to_numpy()
     proba = model.predict_proba(X)
@@ -578,22 +677,23 @@ def data_hash(X: np.ndarray, labels: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _fit(model: CrystalForest, X, labels, backend: str | None):
+def _fit(model: CrystalForest, X, labels, backend: str | None, space_group_weight=None):
     args = (X, labels["crystal_system"].to_numpy(), labels["spacegroup_number"].to_numpy(),
             labels[list(LATTICE_NAMES)].to_numpy(dtype=float))
     if backend in (None, "threads"):
-        return model.fit(*args)
+        return model.fit(*args, space_group_weight=space_group_weight)
     import joblib
 
     with joblib.parallel_config(backend=backend):
-        return model.fit(*args)
+        return model.fit(*args, space_group_weight=space_group_weight)
 
 
 def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_names, peak_params: dict,
                  conditions, split: str = "grouped", test_size: float = 0.2, random_state: int = 0,
                  n_jobs: int | None = None, backend: str | None = None, model_params: dict | None = None,
                  source: dict | None = None, overwrite: bool = False, log=print,
-                 calibrate: str | None = None, class_mix: str = "catalog") -> dict:
+                 calibrate: str | None = None, class_mix: str = "catalog",
+                 space_group_synthetic_weight: float = SPACE_GROUP_SYNTHETIC_WEIGHT) -> dict:
     """Split, fit, evaluate on the held-out rows, refit nothing, and write the bundle to ``out``.
 
     ``calibrate`` ("isotonic" or "temperature", issue 8): 15 % of the training structure types are kept
@@ -603,6 +703,12 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
 
     ``class_mix`` (:data:`CLASS_MIXES`): the fitted rows are resampled to that crystal-system mix
     (:func:`resample_to_mix`); held-out and calibration rows keep the catalog's mix.
+
+    ``space_group_synthetic_weight`` (0..1): sample weight of synthetic rows in the space-group forests
+    (:func:`origin_weights`; 0 = real structures and their variants only), from the ``origin`` column of
+    ``labels`` (:func:`row_origins`; rows without one count as ``"unknown"``, weight 1). The crystal-system
+    and lattice forests learn from every row. Recorded in the manifest with the origin counts of the
+    fitted rows (``training.space_group_synthetic_weight``, ``training.origins``).
 
     The held-out evaluation table goes into the bundle (``evaluation.parquet``) for the report.
     Returns the manifest.
@@ -631,10 +737,17 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
     fit_rows = train[resample_to_mix(labels["crystal_system"].to_numpy()[train], class_mix, random_state)]
     if class_mix != "catalog":
         log(f"class mix {class_mix}: {len(train)} training rows resampled to {len(fit_rows)}")
+    origin = (labels["origin"].astype(object).to_numpy() if "origin" in labels
+              else np.full(len(labels), "unknown", dtype=object))
+    sg_weight = origin_weights(origin[fit_rows], space_group_synthetic_weight)
+    origins = {o: int(n) for o, n in zip(*np.unique(origin[fit_rows].astype(str), return_counts=True))}
     t0 = time.perf_counter()
-    _fit(model, X[fit_rows], labels.iloc[fit_rows], backend)
+    _fit(model, X[fit_rows], labels.iloc[fit_rows], backend, space_group_weight=sg_weight)
     fit_seconds = time.perf_counter() - t0
-    log(f"fitted {len(model.parts())} forests in {fit_seconds:.1f} s")
+    log(f"fitted {len(model.parts())} forests in {fit_seconds:.1f} s; space groups weigh synthetic rows "
+        f"{space_group_synthetic_weight:g} (fitted rows by origin: {origins})"
+        + (f"; {model.space_group_fallback_} have no weighted row and learn from all theirs"
+           if model.space_group_fallback_ else ""))
     if calibrate:
         from xrdbatch.calibration import fit_for_model
 
@@ -646,10 +759,14 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
     cs = metrics["crystal_system"]
     log(f"held-out: crystal system {cs['accuracy']:.3f} (macro {cs['macro_accuracy']:.3f}), space group "
         + ", ".join(f"{k} {v:.3f}" for k, v in metrics["space_group"].items())
+        + "".join(f"; {o} ({v['n']} rows) " + ", ".join(f"{k} {x:.3f}" for k, x in v.items() if k != "n")
+                  for o, v in metrics.get("space_group_by_origin", {}).items())
         + (f", lattice MAPE {metrics['lattice_mape_percent_mean']:.2f} %" if metrics["lattice_mape_percent_mean"]
            is not None else ""))
     training = {
         "split": split, "test_size": test_size, "random_state": random_state, "class_mix": class_mix,
+        "space_group_synthetic_weight": float(space_group_synthetic_weight), "origins": origins,
+        "space_group_fallback": list(model.space_group_fallback_),
         "n_train": int(len(train)), "n_test": int(len(test)), "n_rows": int(len(X)),
         "data_sha256": data_hash(X, labels), "fit_seconds": fit_seconds,
         "fit_seconds_by_model": model.fit_seconds_, "n_jobs": n_jobs, "backend": backend or "threads",
@@ -677,10 +794,32 @@ def read_training_data(store_path, feature_set: str):
     labels = pd.DataFrame({col: (ds[col].values.tolist() if ds[col].dtype.kind not in "fiu" else ds[col].values)
                            for col in LABEL_COLUMNS if col in ds.variables})
     ok = (status == "ok") & labels["crystal_system"].astype(str).isin(CRYSTAL_SYSTEMS).to_numpy()
+    labels["origin"], origin_from = store_origins(ds, labels["structure_id"] if "structure_id" in labels
+                                                  else np.full(len(X), ""))
     conditions = xstore.read_conditions(store_path)
     source = {"store": str(store_path), "catalog_sha256": ds.attrs.get("catalog_sha256", ""),
-              "n_structures": int(len(X)), "n_ok": int(ok.sum())}
+              "n_structures": int(len(X)), "n_ok": int(ok.sum()), "origin_from": origin_from}
     return X[ok], labels[ok].reset_index(drop=True), names, peak_params, conditions, source
+
+
+def store_origins(ds, structure_id) -> tuple[np.ndarray, str]:
+    """``(origin of every row (ORIGINS), where it was read)`` for a store's rows.
+
+    A ``source`` coordinate of the store is used when there is one; otherwise the catalog the store was
+    simulated from (attrs ``catalog_path``, also carried by retargeted and augmented copies), provided it
+    still has the content the store recorded (``catalog_sha256``). A catalog that moved or changed gives
+    ``"unknown"`` rows (weighed like real ones) rather than a guess.
+    """
+    from xrdbatch import sources
+
+    ids = np.asarray(structure_id, dtype=object)
+    if "source" in ds.variables:
+        return row_origins(ids, ds["source"].values.tolist()), "store"
+    path = ds.attrs.get("catalog_path")
+    if not path or not os.path.exists(path) or sources.catalog_hash(path) != ds.attrs.get("catalog_sha256"):
+        return np.full(len(ids), "unknown", dtype=object), f"none (catalog {path!r} missing or changed)"
+    table = pd.read_parquet(path, columns=["id", "source"]).drop_duplicates("id").set_index("id")["source"]
+    return row_origins(ids, table.reindex(ids.astype(str)).to_numpy(dtype=object)), str(path)
 
 
 def train_from_store(store_path, out, *, feature_set: str = "seed11", **kwargs) -> dict:
