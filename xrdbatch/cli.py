@@ -520,6 +520,10 @@ def _add_train(sub):
                         "icsd, cod, mp")
     p.add_argument("--system-exponent", type=float, default=None,
                    help="ranked space groups score P(system)^e P(sg|system); e < 1 spreads the top-k over systems")
+    p.add_argument("--sg-synthetic-weight", type=float, default=None,
+                   help="weight of synthetic crystals in the space-group forests, 0..1 (0 = real structures and "
+                        "their element-substituted variants only; default xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT)"
+                        "; the crystal-system and lattice forests learn from every row")
     p.add_argument("--split", choices=("random", "grouped"), default="grouped",
                    help="held-out split: grouped by structure_type (default) or random rows")
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (of groups when grouped)")
@@ -555,6 +559,8 @@ def _cmd_train(args) -> int:
               class_mix=args.class_mix)
     if args.calibrate:
         kw["calibrate"] = args.calibrate
+    if args.sg_synthetic_weight is not None:
+        kw["space_group_synthetic_weight"] = args.sg_synthetic_weight
     if len(args.store) == 1:
         args.store = args.store[0]
     try:
