@@ -143,6 +143,14 @@ def test_store_to_bundle_end_to_end(shared, tmp_path):
                                "q11", **b.peak_params)
     np.testing.assert_array_equal(x_store, x_again)
     assert isinstance(b.predict(x_again), pd.DataFrame)
+    # the CLI flag reaches the manifest; the origins come from the catalog the store was simulated from
+    from xrdbatch import cli
+
+    assert cli.main(["train", "--store", st_path, "--out", str(tmp_path / "cli-model"), "--feature-set", "q11",
+                     "--sg-synthetic-weight", "0.5", "--n-jobs", "1"]) == 0
+    training = bundle.load_bundle(tmp_path / "cli-model").manifest["training"]
+    assert training["space_group_synthetic_weight"] == 0.5 and set(training["origins"]) == {"real"}
+    assert training["source"]["origin_from"] == str(catalog)
 
 
 @pytest.mark.parametrize("mix", train.CLASS_MIXES)
