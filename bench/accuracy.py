@@ -324,17 +324,26 @@ def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_
 
 # ============================================================================ models, metrics ====
 def fit_model(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0, balance: bool = False,
-              model_params: dict | None = None, space_group_rows=None):
-    """The product's CrystalForest (no lattice regressors: this bench is about symmetry)."""
-    from xrdbatch.train import CrystalForest
+              model_params: dict | None = None, space_group_rows=None, sg_synthetic_weight: float | None = None):
+    """The product's CrystalForest (no lattice regressors: this bench is about symmetry).
+
+    Space-group forests weigh synthetic rows ``sg_synthetic_weight`` (the product's default
+    :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT` when None), as ``xrdbatch train`` does.
+    """
+    from xrdbatch import train
 
     systems = labels["crystal_system"].to_numpy().astype(str)
     sg = labels["spacegroup_number"].to_numpy()
+    weight = None
+    if "origin" in labels:
+        w = train.SPACE_GROUP_SYNTHETIC_WEIGHT if sg_synthetic_weight is None else sg_synthetic_weight
+        weight = train.origin_weights(labels["origin"].to_numpy(), w)
     if balance:
         X, systems, sg = _balanced(X, systems, sg, random_state)
-    model = CrystalForest(**(model_params or {}), fit_lattice=False, random_state=random_state, n_jobs=n_jobs)
+        weight = None
+    model = train.CrystalForest(**(model_params or {}), fit_lattice=False, random_state=random_state, n_jobs=n_jobs)
     t0 = time.perf_counter()
-    model.fit(X, systems, sg, space_group_rows=space_group_rows)
+    model.fit(X, systems, sg, space_group_rows=space_group_rows, space_group_weight=weight)
     model.bench_fit_seconds_ = time.perf_counter() - t0
     return model
 
@@ -369,19 +378,23 @@ def scores(model, X, labels: pd.DataFrame, calibrator=None) -> dict:
 
 
 def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0, model_params=None,
-                   space_group_rows=None, test_size: float = 0.2) -> dict:
-    """Scores on held-out *simulated* structure types (grouped split on ``structure_type``; all copies of a
-    structure and its variants stay on one side): the tuning signal that is not the measured set.
+                   space_group_rows=None, test_size: float = 0.2, sg_synthetic_weight: float | None = None) -> dict:
+    """Scores on held-out *simulated* structure types: the tuning signal that is not the measured set.
+
+    Grouped on ``structure_type``: about ``test_size`` of the types, chosen by a hash of the name (so the same
+    real types are held out whatever synthetic catalogs are added); all copies and variants of a structure stay
+    on one side.
 
     ``{"all": scores, "real": scores on the held-out real structures and their variants}``.
     """
-    from sklearn.model_selection import GroupShuffleSplit
-
-    groups = labels["structure_type"].astype(str).to_numpy()
-    train, test = next(GroupShuffleSplit(1, test_size=test_size, random_state=random_state).split(X, groups=groups))
+    # a structure type is held out by a hash of its name: the same real types are held out whatever else is trained
+    types = labels["structure_type"].astype(str)
+    digest = types.map(lambda t: int(hashlib.sha256(f"{random_state}:{t}".encode()).hexdigest()[:8], 16) / 16**8)
+    is_test = (digest < test_size).to_numpy()
+    train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     rows = None if space_group_rows is None else np.asarray(space_group_rows)[train]
     model = fit_model(X[train], labels.iloc[train], n_jobs=n_jobs, random_state=random_state,
-                      model_params=model_params, space_group_rows=rows)
+                      model_params=model_params, space_group_rows=rows, sg_synthetic_weight=sg_synthetic_weight)
     lab = labels.iloc[test].reset_index(drop=True)
     out = {"all": scores(model, X[test], lab)}
     real = lab["origin"] == "real"
@@ -500,10 +513,15 @@ def main(argv=None) -> int:
                    help="also a row whose space-group forests learn only from the first N catalogs (e.g. the real "
                         "structures) while the crystal-system forest learns from all")
     p.add_argument("--system-exponent", type=float, default=1.0, help="system exponent of the best model's ranking")
+    p.add_argument("--sg-synthetic-weight", type=float, default=None,
+                   help="weight of synthetic rows in the space-group forests (default: the product's, "
+                        "xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT)")
+    p.add_argument("--sg-weight-rows", default="",
+                   help="comma-separated extra rows of the best model with these synthetic space-group weights")
     p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
     p.add_argument("--heldout", action="store_true",
-                   help="also score every model on held-out simulated structure types (grouped 80/20 split on "
-                        "structure_type, one more fit per model): all held-out rows, and the real structures only")
+                   help="also score every model on held-out simulated structure types (grouped 80/20 on "
+                        "structure_type, by a hash of the type name, one more fit per model): all held-out rows, and the real structures only")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--out", type=Path, default=None, help="also write the tables (text) and figures here")
     p.add_argument("--n-jobs", type=int, default=2)
@@ -545,7 +563,7 @@ def main(argv=None) -> int:
     results = {s: [] for s in sets}
 
     def run(model_name, X, lab, fset, balance=False, class_mix="catalog", model_params=None, exponent=None,
-            sg_rows=None):
+            sg_rows=None, sg_weight=args.sg_synthetic_weight):
         if args.max_train and len(X) > args.max_train:
             sel = np.random.default_rng(0).choice(len(X), args.max_train, replace=False)
             X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
@@ -553,7 +571,7 @@ def main(argv=None) -> int:
             sel = resample_to_mix(lab["crystal_system"].to_numpy(), class_mix, args.seed)
             X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
         model = fit_model(X, lab, n_jobs=args.n_jobs, balance=balance, model_params=model_params,
-                          space_group_rows=sg_rows)
+                          space_group_rows=sg_rows, sg_synthetic_weight=sg_weight)
         exponents = [args.system_exponent if exponent is None else exponent]
         if isinstance(exponent, (list, tuple)):
             exponents = list(exponent)
@@ -569,7 +587,8 @@ def main(argv=None) -> int:
                   f"{results[sets[0]][-1]['accuracy']:.3f} macro {results[sets[0]][-1]['macro_recall']:.3f} "
                   f"sg@1 {results[sets[0]][-1]['sg_top1']:.3f} sg@5 {results[sets[0]][-1]['sg_top5']:.3f}", flush=True)
         if args.heldout:
-            held = heldout_scores(X, lab, n_jobs=args.n_jobs, model_params=model_params, space_group_rows=sg_rows)
+            held = heldout_scores(X, lab, n_jobs=args.n_jobs, model_params=model_params, space_group_rows=sg_rows,
+                                  sg_synthetic_weight=sg_weight)
             for part, r in held.items():
                 r.update(model=model_name, n_train=int(len(X) * 0.8))
                 results.setdefault(f"held-out simulated structure types ({part})", []).append(r)
@@ -608,6 +627,9 @@ def main(argv=None) -> int:
         balanced_sg = {"space_group": dataclasses.replace(DEFAULT_PARAMS["space_group"], class_weight="balanced")}
         run(f"{fset}, augmented x{args.copies}, space groups balanced per system", *stack(blocks, "aug", fset), fset,
             model_params=balanced_sg)
+    for w in [float(v) for v in args.sg_weight_rows.split(",") if v]:
+        run(f"{fset}, aug x{args.copies}, synthetic space-group weight {w:g}", *stack(blocks, "aug", fset), fset,
+            sg_weight=w)
     if args.sg_first:
         X, lab = stack(blocks, "aug", fset)
         first = np.concatenate([np.full(len(b["aug"][fset]), i < args.sg_first) for i, b in enumerate(blocks)])
