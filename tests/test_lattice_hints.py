@@ -233,3 +233,83 @@ def test_fraction_excess_follows_the_lattice_family():
     assert integers[0] > integers[2:].max() and abs(integers[2:].mean()) < 0.05
     assert f[1, q["fraction_excess_q2_first15"]] > f[2:, q["fraction_excess_q2_first15"]].max()
     assert np.all(lh.fraction_features(_peaks_from_d([[3.0]]))[0] == lh.MISSING_RATIO)
+
+
+# ---------------------------------------------------------------- zero-shift-refined trial indexing ----
+def _shifted(peaks, zero_deg):
+    """The same peaks seen with a zero error: every 2-theta moved by ``zero_deg`` (Q recomputed)."""
+    tt = peaks.two_theta_deg + zero_deg
+    return peaks._replace(two_theta_deg=tt, q_per_angstrom=4 * np.pi * np.sin(np.radians(tt) / 2) / LAMBDA)
+
+
+def _hexagonal_d(a, c, n=12):
+    lines = sorted({4 / 3 * (h * h + h * k + k * k) / a ** 2 + l * l / c ** 2 for h in range(4) for k in range(4)
+                    for l in range(5) if (h, k, l) != (0, 0, 0)})[:n]
+    return [1 / np.sqrt(x) for x in lines]
+
+
+@pytest.mark.parametrize("zero_deg", [-0.09, 0.07])
+def test_refinement_recovers_shifted_cells_and_their_zero_shift(zero_deg):
+    cells = [_cubic_d(5.43), _tetragonal_d(4.6, 3.0), _hexagonal_d(3.2, 5.1)]
+    peaks = _shifted(_peaks_from_d(cells), zero_deg)
+    plain = lh.indexing_scores(peaks)
+    refined = lh.refined_indexing_scores(peaks)
+    for fam, row in enumerate(range(3)):  # cubic row -> cubic family, tetragonal -> tetragonal, ...
+        assert refined[row, fam] > 0.8, (row, refined[row])
+        assert refined[row, fam] >= plain[row, fam]
+        assert refined[row, 3 + fam] == pytest.approx(zero_deg, abs=0.02)
+    # a shift this size breaks the unrefined search (the trial cell from two low lines is off by z cot(theta))
+    assert min(plain[r, r] for r in range(3)) < 0.8
+
+
+def test_refinement_keeps_random_positions_low():
+    rng = np.random.default_rng(3)
+    random_d = [sorted(rng.uniform(1.2, 8.0, 12), reverse=True) for _ in range(20)]
+    true = [_cubic_d(4.1), _tetragonal_d(6.1, 9.3), _hexagonal_d(4.1, 6.6)]
+    r = lh.refined_indexing_scores(_shifted(_peaks_from_d(true + random_d), 0.05))
+    for fam in range(3):
+        assert r[3:, fam].max() < r[fam, fam], (fam, r[3:, fam].max(), r[fam, fam])
+    assert np.median(r[3:, :3]) < 0.6
+    assert np.all(np.abs(r[:, 3:]) <= lh.MAX_ZERO_SHIFT_DEG + 1e-9)
+
+
+def test_refined_block_is_registered_with_its_names():
+    peaks = _peaks_from_d([[3.0, 2.0], _cubic_d(4.0)])
+    values, names = features.BLOCKS["refined"](peaks, 1)
+    assert names == list(lh.REFINED_NAMES) and values.shape == (2, 6)
+    assert np.all(values[0] == 0.0)
+
+
+def test_low_symmetry_refinement_recovers_a_shifted_orthorhombic_cell():
+    rng = np.random.default_rng(5)
+    ortho = [_ortho_d(5.1, 6.3, 7.9), _ortho_d(4.4, 8.7, 10.2)]
+    random_d = [sorted(rng.uniform(1.3, 9.0, 20), reverse=True) for _ in range(6)]
+    peaks = _shifted(_peaks_from_d(ortho + random_d), 0.12)
+    plain = lh.low_symmetry_features(peaks)
+    values, names = features.BLOCKS["low_symmetry_refined"](peaks, 1)
+    assert names[:len(lh.LOW_SYMMETRY_NAMES)] == [n + "_zr" for n in lh.LOW_SYMMETRY_NAMES]
+    e = COL["index_excess_orthorhombic"]
+    assert np.all(values[:2, e] > 0.85) and np.all(values[:2, e] > plain[:2, e] + 0.1)
+    np.testing.assert_allclose(values[:2, -1], 0.12, atol=0.02)
+    assert values[2:, e].max() < values[:2, e].min()
+    # without a shift the refinement changes nothing that matters
+    clean = features.BLOCKS["low_symmetry_refined"](_peaks_from_d(ortho), 1)[0]
+    np.testing.assert_allclose(clean[:, e], lh.low_symmetry_features(_peaks_from_d(ortho))[:, e], atol=0.06)
+
+
+def test_consensus_prefers_the_simplest_cell_that_explains_the_lines():
+    rng = np.random.default_rng(11)
+    rows = [_tetragonal_d(4.6, 3.0, 20), _hexagonal_d(3.2, 5.1, 20), _ortho_d(5.1, 6.3, 7.9), _ortho_d(4.4, 8.7, 10.2),
+            sorted(rng.uniform(1.3, 9.0, 20), reverse=True)]
+    values, names = features.BLOCKS["consensus"](_shifted(_peaks_from_d(rows), 0.05), 1)
+    col = {n: i for i, n in enumerate(names)}
+    assert len(names) == len(set(names)) == values.shape[1]
+    assert names == features.feature_names("indexed3")[56:56 + len(names)]
+    # a tetragonal lattice is also orthorhombic: its tetragonal cell explains as much as the orthorhombic one, while
+    # on orthorhombic lattices the uniaxial cells fall short of the orthorhombic cell
+    tet_ort, hex_ort = values[:4, col["tetragonal_minus_orthorhombic"]], values[:4, col["hexagonal_minus_orthorhombic"]]
+    assert tet_ort[0] > -0.05 and tet_ort[0] > tet_ort[2:].max() + 0.15
+    assert hex_ort[1] > -0.05 and hex_ort[1] > hex_ort[2:].max() + 0.2
+    np.testing.assert_allclose(values[:, col["tetragonal_minus_orthorhombic"]],
+                               values[:, col["index_excess_refined_tetragonal"]]
+                               - values[:, col["index_excess_orthorhombic"]])
