@@ -84,8 +84,9 @@ VARIANT_ID_MARK = "~sub"
 
 #: Default weight of synthetic rows in the space-group forests (0 = real structures and their variants only;
 #: the crystal-system and lattice forests always use every row). Chosen on held-out real structure types
-#: (``bench/sg_weight.py``; bench/results/README.md, "Space-group weight of synthetic rows"): 0 ranked space
-#: groups of unseen real structure types best (top-1 +1.3 +- 0.5 points over weight 1, top-5 level).
+#: (``bench/sg_weight.py``, results in its docstring): 0 ranked the space groups of unseen real structure types
+#: best or level with any other weight (18k run: top-1 +1.3 +- 0.5 points over weight 1, top-5 +0.9 +- 0.5;
+#: 56k run: +0.7 +- 0.6, +1.0 +- 0.6), and fits the space-group forests several times faster.
 SPACE_GROUP_SYNTHETIC_WEIGHT = 0.0
 
 #: Below this many rows per tree, forests do not subsample (``max_samples`` is ignored).
