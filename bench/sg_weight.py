@@ -62,6 +62,11 @@ w 0, max_features 0.7           15.3 (+0.5+-.3) 36.6 (+0.9+-.4)  54.0/25.2/58.7 
 (weight 0 best or level; more synthetic weight never helps) but the differences are within ~1-2 standard
 errors here; weight 0 also fits the space-group forests ~6x faster than weight 1 on these rows. The pvlab
 films (88 patterns of 7 labelled phases: an anecdote, not a measurement) prefer synthetic rows.
+More element-substituted variants (``catalog_real.parquet:4`` instead of ``:2``, + syn12k, weight 0,
+``max_features`` 0.5, same folds; paired by structure against the ``:2`` run): held-out real top-1 16.6 vs 16.0
+(+0.6 +- 0.6), top-5 38.3 vs 37.4 (+0.9 +- 0.6), crystal system 51.3 vs 49.4 (+1.9 +- 0.8); RRUFF dev check
+53.8/27.0/58.3 vs 52.6/23.2/60.7 (noise). Suggestive, not decisive; the recipe's ``substitutions`` is unchanged.
+
 Cost (``--bundle-cost DIR``, the 112,606 rows: product bundles through ``train_arrays``, grouped 80 % =
 86,352 fitted rows, all 15 forests incl. lattice, n_jobs 2, load ~7; held-out real = that split's real rows):
 
