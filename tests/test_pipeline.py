@@ -86,7 +86,7 @@ def test_training_data_recipe_is_one_run(tmp_path):
     assert manifest["training"]["class_mix"] == "mineral"
     assert len(manifest["training"]["source"]["stores"]) == 2
     assert manifest["training"]["n_rows"] > n  # two copies of every ok structure
-    # every row's origin reached the training stage through the augmented stores and the variants catalog
+    # every row's origin reached the training stage through the augmented stores (source coordinate + variant ids)
     assert manifest["training"]["space_group_synthetic_weight"] == 0.0
     assert set(manifest["training"]["origins"]) == {"real", "variant", "synthetic"}
-    assert all(s["origin_from"].endswith("catalog_variants.parquet") for s in manifest["training"]["source"]["stores"])
+    assert all(s["origin_from"] == "store" for s in manifest["training"]["source"]["stores"])  # its source coord

@@ -143,14 +143,16 @@ def test_store_to_bundle_end_to_end(shared, tmp_path):
                                "q11", **b.peak_params)
     np.testing.assert_array_equal(x_store, x_again)
     assert isinstance(b.predict(x_again), pd.DataFrame)
-    # the CLI flag reaches the manifest; the origins come from the catalog the store was simulated from
+    # the CLI flag reaches the manifest; the origins come from the store's own source coordinate
     from xrdbatch import cli
 
     assert cli.main(["train", "--store", st_path, "--out", str(tmp_path / "cli-model"), "--feature-set", "q11",
                      "--sg-synthetic-weight", "0.5", "--n-jobs", "1"]) == 0
     training = bundle.load_bundle(tmp_path / "cli-model").manifest["training"]
     assert training["space_group_synthetic_weight"] == 0.5 and set(training["origins"]) == {"real"}
-    assert training["source"]["origin_from"] == str(catalog)
+    assert training["source"]["origin_from"] == "store"
+    sources_in_store = {str(v) for v in store.open_dataset(st_path)["source"].values}
+    assert sources_in_store == {str(folder), "builtin:prototypes"}
 
 
 @pytest.mark.parametrize("mix", train.CLASS_MIXES)

@@ -101,6 +101,7 @@ LABEL_COORDS: dict[str, tuple[str, str | None]] = {
     "formula": ("str", None),
     "n_atoms": ("int", None),
     "structure_type": ("str", None),
+    "source": ("str", None),  # where the structure came from (folder, synthetic:N, ...): training rows' origin
 }
 #: Catalog columns each simulation task reads (besides the crystal columns).
 TASK_COLUMNS = ("id", "status", "reason")
