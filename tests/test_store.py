@@ -330,6 +330,22 @@ def test_retarget_of_a_store_with_another_layout_copies_values(reference, tmp_pa
     assert_same_but_intensity(reference, a)
 
 
+def test_retarget_of_a_store_without_a_source_coordinate(reference, tmp_path):
+    """Stores written before ``source`` became a label coordinate retarget fine; their rows' source is empty
+    (training reads their origin as unknown) and the other coordinates are the source store's."""
+    import shutil
+
+    older = str(tmp_path / "older.zarr")
+    shutil.copytree(reference, older)
+    shutil.rmtree(os.path.join(older, "source"))
+    out = str(tmp_path / "retarget.zarr")
+    store.retarget(older, out, CONDITIONS.replace(two_theta_min_deg=20.0), executor="serial")
+    ds, ref = store.open_dataset(out), store.open_dataset(reference)
+    assert {str(v) for v in ds["source"].values} == {""}
+    assert {str(v) for v in ref["source"].values} != {""}
+    np.testing.assert_array_equal(ds["formula"].values, ref["formula"].values)
+
+
 def test_chunk_keys_follow_the_zarr_v3_encodings():
     assert store._chunk_key({"chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}}},
                             (3, 0)) == "c/3/0"

@@ -859,6 +859,10 @@ def _write_template(store: str, n: int, labels, conditions: Conditions, chunk_si
     refl.create_array("count", shape=(n,), chunks=(cs,), dtype="int64", fill_value=-1, overwrite=True)
     if isinstance(labels, str):
         for name in kinds:
+            if not os.path.exists(os.path.join(labels, name, "zarr.json")):  # a store of an older version
+                if kinds[name][0] == "str":  # e.g. no "source": origins read as unknown
+                    zarr.open_array(store, path=name, mode="r+")[:] = np.full(n, "", dtype=object)
+                continue
             if not _link_chunks(labels, store, name, [(i,) for i in range(n_chunks(n, cs))]):
                 zarr.open_array(store, path=name, mode="r+")[:] = zarr.open_array(labels, path=name, mode="r")[:]
 
