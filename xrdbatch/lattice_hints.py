@@ -45,7 +45,7 @@ All are functions of a :class:`xrdbatch.features.Peaks` table; they are register
 ``low_symmetry_refined``, ``consensus``) in :data:`xrdbatch.features.BLOCKS` and used by the feature sets
 ``measured``, ``indexed``, ``indexed2`` and ``indexed3``.
 Cost per pattern (CPU, 504 RRUFF patterns, height_rel 0.04, 2 shared cores under load; ``bench/features.py``):
-indexing_scores ~0.35 ms, refined ~0.7 ms, low_symmetry ~1.3 ms, centring ~0.55 ms, ratios + fractions
+indexing_scores ~0.35 ms, refined ~1.1 ms, low_symmetry ~1.3 ms, centring ~0.55 ms, ratios + fractions
 < 0.05 ms.
 
 Numbers only (numpy + one numba kernel).
@@ -1451,10 +1451,14 @@ def block_fractions(peaks, k):
 
 #: Wider window (multiple of the tolerance) in which a trial cell's lines are assigned before refinement.
 REFINE_LOOSE = 4.0
-#: Trial cells per family refined (the best by loose matches).
-N_REFINE = 6
+#: Trial cells per family refined (the best by loose matches). Loose matches favour large cells, so too few
+#: lets them crowd out the true one (6 -> 10 with 4 seed peaks: +0.7 points held-out simulated, 3 seeds of the split).
+N_REFINE = 10
 #: Largest zero shift accepted from a refinement (degrees 2-theta).
 MAX_ZERO_SHIFT_DEG = 0.3
+#: Lowest-angle tested peaks that seed the refined trial cells (4, not 3: a long-c cell's three lowest strong lines
+#: can all be 00l, which fixes no A; +0.6 points held-out simulated for +0.3 ms).
+N_SEED_PEAKS_REFINED = 4
 
 
 @njit(cache=True, nogil=True)
@@ -1703,7 +1707,7 @@ def refined_indexing_scores(peaks) -> np.ndarray:
     out = np.zeros((peaks.n_patterns, len(REFINED_NAMES)))
     _refined_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), np.nan_to_num(gs, nan=0.0), counts,
                     np.asarray(CHANCE_SHIFTS, dtype=np.float64), _CUBIC, _TET, _HEX, _SEED_N_CUBIC, _SEED_M_TET,
-                    _SEED_M_HEX, _SEED_L, N_SEED_PEAKS, N_REFINE, math.radians(MAX_ZERO_SHIFT_DEG), out)
+                    _SEED_M_HEX, _SEED_L, N_SEED_PEAKS_REFINED, N_REFINE, math.radians(MAX_ZERO_SHIFT_DEG), out)
     out[:, 3:] = np.degrees(out[:, 3:])
     return out
 
