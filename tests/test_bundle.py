@@ -151,3 +151,27 @@ def test_bundles_from_before_origin_weights_load_and_predict_the_same(trained, t
     old = bundle.load_bundle(copy)
     assert "space_group_synthetic_weight" not in old.manifest["training"]
     assert old.predict(X[:30]).equals(bundle.load_bundle(out).predict(X[:30]))
+
+
+def test_peak_settings_are_stored_resolved_and_old_bundles_keep_three_point_tops(trained, tmp_path):
+    """A bundle stores every peak-finder setting (a later change of a default cannot change how it scores);
+    a bundle from before ``top_fit_rel`` existed scores with the three-point tops it was trained with."""
+    import shutil
+
+    _, _, out, _ = trained
+    stored = bundle.load_bundle(out).manifest["peak_params"]
+    assert stored == features.PeakParams().to_dict() and stored["top_fit_rel"] == features.PeakParams().top_fit_rel
+    copy = tmp_path / "old"
+    shutil.copytree(out, copy)
+    on_disk = json.loads((copy / "manifest.json").read_text())
+    on_disk["peak_params"] = {"height_rel": 0.04}  # what the previous version wrote: only the given settings
+    (copy / "manifest.json").write_text(json.dumps(on_disk))
+    old = bundle.load_bundle(copy)
+    assert old.peak_params == {"height_rel": 0.04, "top_fit_rel": 0.0}
+    tt = np.arange(5.0, 90.0, 0.02)
+    centres = np.array([20.013, 31.27, 44.9])
+    y = np.exp(-0.5 * ((tt[:, None] - centres[None, :]) / 0.05) ** 2).sum(axis=1)[None, :]
+    y = y + np.random.default_rng(0).normal(0, 0.01, y.shape)
+    x_old = old.featurize(tt, y)
+    assert np.array_equal(x_old, features.extract(tt, y, old.conditions.wavelength_angstrom, old.feature_set,
+                                                  height_rel=0.04, top_fit_rel=0.0))

@@ -233,13 +233,16 @@ def save_bundle(model, out, *, conditions, feature_set: str, feature_names, peak
             files[EVALUATION] = None
         for name in files:
             files[name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+        from xrdbatch import features
+
         manifest = {
             "format": FORMAT,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "conditions": conditions.to_dict(),
             "feature_set": feature_set,
             "feature_names": list(feature_names),
-            "peak_params": dict(peak_params),
+            # every peak-finder setting, defaults resolved: a later change of a default cannot change this model
+            "peak_params": features.PeakParams(**peak_params).to_dict(),
             "model": {"class": "xrdbatch.train.CrystalForest", "params": model.get_params(),
                       "crystal_systems": [str(c) for c in model.classes_],
                       "space_group_models": sorted(model.space_group_models_),
@@ -337,6 +340,9 @@ class ModelBundle:
         self.feature_set = manifest["feature_set"]
         self.feature_names = list(manifest["feature_names"])
         self.peak_params = dict(manifest["peak_params"])
+        # bundles saved before top_fit_rel existed (its default is now 0.6) stored only the settings they were
+        # given and found peak tops with three points: score them as they were trained
+        self.peak_params.setdefault("top_fit_rel", 0.0)
         # issue 8: calibrated crystal-system probabilities when the bundle was trained with --calibrate
         self.calibrator = None
         calibration = manifest.get("training", {}).get("calibration")
