@@ -114,20 +114,8 @@ def _count_cubic(x, tol, a, allowed, scale):
 
 @njit(cache=True, nogil=True)
 def _count_two(x, tol, a, c, allowed, scale, l_max):
-    n = 0
-    for j in range(x.shape[0]):
-        v = x[j] * scale
-        for l in range(l_max + 1):
-            r = v - l * l * c
-            if r < -tol[j]:
-                break
-            m = int(r / a + 0.5)
-            if m < 0 or m >= allowed.shape[0]:
-                continue
-            if (m > 0 or l > 0) and allowed[m] and abs(r - m * a) <= tol[j]:
-                n += 1
-                break
-    return n
+    """Lines of ``x`` (scaled) a two-axis cell (a, c) indexes: :func:`_count_shifted` without a zero shift."""
+    return _count_shifted(x, tol, x, a, c, 0.0, allowed, l_max, scale, False)
 
 
 @njit(cache=True, nogil=True)
