@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from xrdbatch import augment, features  # noqa: E402
 from xrdbatch.conditions import Conditions  # noqa: E402
 from xrdbatch.crystal import CRYSTAL_SYSTEMS, crystal_system_of  # noqa: E402
-from xrdbatch.train import CLASS_MIXES, resample_to_mix  # noqa: E402
+from xrdbatch.train import CLASS_MIXES, resample_to_mix, row_origins  # noqa: E402
 
 # ../shared/data beside the repository, or $XRDBATCH_SHARED_DATA (runs from a snapshot copy of the tree)
 MEASURED = Path(os.environ.get("XRDBATCH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "measured"
@@ -400,6 +400,8 @@ def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: in
     real = lab["origin"] == "real"
     if real.any():
         out["real"] = scores(model, X[test][real.to_numpy()], lab[real].reset_index(drop=True))
+    for r in out.values():
+        r["n_train"] = int(len(train))
     return out
 
 
@@ -472,7 +474,7 @@ def training_blocks(specs, conditions, params, copies, feature_sets, peak_params
                                             n_jobs=n_jobs)
         lattice = pd.read_parquet(cat, columns=["id", "source", "a", "b", "c", "alpha", "beta", "gamma"])
         lattice = lattice.drop_duplicates("id")
-        lattice["origin"] = np.where(lattice.pop("source").astype(str).str.startswith("synthetic:"), "synthetic", "real")
+        lattice["origin"] = row_origins(lattice["id"], lattice.pop("source"))  # the product's rule (xrdbatch.train)
         lab = lab.merge(lattice, on="id", how="left")  # variants keep their parent's cell (for bundles) and origin
         name = _key("block", os.path.abspath(cat), os.path.getsize(cat), n_sub, seed)
         ideal = simulated_features(name, refls, conditions, None, 1, feature_sets, peak_params, cache, n_jobs=n_jobs,
@@ -521,7 +523,8 @@ def main(argv=None) -> int:
     p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
     p.add_argument("--heldout", action="store_true",
                    help="also score every model on held-out simulated structure types (grouped 80/20 on "
-                        "structure_type, by a hash of the type name, one more fit per model): all held-out rows, and the real structures only")
+                        "structure_type, by a hash of the type name, one more fit per model): all held-out rows, "
+                        "and the real structures only")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--out", type=Path, default=None, help="also write the tables (text) and figures here")
     p.add_argument("--n-jobs", type=int, default=2)
@@ -590,11 +593,10 @@ def main(argv=None) -> int:
             held = heldout_scores(X, lab, n_jobs=args.n_jobs, model_params=model_params, space_group_rows=sg_rows,
                                   sg_synthetic_weight=sg_weight)
             for part, r in held.items():
-                r.update(model=model_name, n_train=int(len(X) * 0.8))
+                r.update(model=model_name)
                 results.setdefault(f"held-out simulated structure types ({part})", []).append(r)
-            print(f"    held-out simulated: acc {held['all']['accuracy']:.3f} sg@1 {held['all']['sg_top1']:.3f}; "
-                  f"real only: acc {held.get('real', held['all'])['accuracy']:.3f} "
-                  f"sg@1 {held.get('real', held['all'])['sg_top1']:.3f}", flush=True)
+            print("    held-out simulated: " + "; ".join(f"{part} acc {r['accuracy']:.3f} sg@1 {r['sg_top1']:.3f}"
+                                                         for part, r in held.items()), flush=True)
         return model
 
     if not args.no_baseline:

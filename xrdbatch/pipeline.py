@@ -215,8 +215,8 @@ def stage_train(config: dict, ctx: RunContext) -> None:
     """store features -> model bundle (``[training]``: feature_set, split, test_size, seed, n_jobs, model,
     class_mix, system_exponent, calibrate, space_group_synthetic_weight).
 
-    Every row's origin (real / variant / synthetic) is read from the catalog the store was simulated from
-    (:func:`xrdbatch.train.store_origins`); ``space_group_synthetic_weight`` (0..1, unset = the library
+    Every row's origin (real / variant / synthetic) is read from the store's ``source`` coordinate, or from
+    the catalog of an older store (:func:`xrdbatch.train.store_origins`); ``space_group_synthetic_weight`` (0..1, unset = the library
     default :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) is the weight of synthetic rows in the
     space-group forests (0 = real structures and their variants only)."""
     from xrdbatch import train
