@@ -213,7 +213,7 @@ def _top_fit_shift(y, rows, cols, y0, rel, max_points, fallback):
     thr = (rel * y0)[:, None]
     # points above the threshold, contiguous from the peak, the same number on both sides
     w = np.minimum(np.cumprod(left > thr, axis=1).sum(axis=1), np.cumprod(right > thr, axis=1).sum(axis=1))
-    w = np.minimum(w, (cols - 0).clip(0, None)).clip(0, max_points)
+    w = np.minimum(w, cols.clip(0, None)).clip(0, max_points)  # no wider than the points left of the peak
     inside = o[None, :] <= w[:, None]
     of = o.astype(np.float64)
     s0 = 1 + 2 * w
