@@ -438,6 +438,83 @@ def _resid_ortho(xj, tj, a, b, c, cond):
 
 
 @njit(cache=True, nogil=True)
+def _ortho_any(xj, tj, a, b, c, cond):
+    """``_resid_ortho(xj, tj, a, b, c, cond) >= 0`` (same enumeration and arithmetic), returning at the first
+    allowed (h, k, l) within ``tj`` instead of searching on for the smallest residual."""
+    lmax = int(math.sqrt((xj + tj) / c))
+    for l in range(lmax + 1):
+        r1 = xj - l * l * c
+        kmax = int(math.sqrt(max(r1 + tj, 0.0) / b))
+        for k in range(kmax + 1):
+            r = r1 - k * k * b
+            h0 = int(math.sqrt(max(r, 0.0) / a))
+            for h in range(h0, h0 + 2):
+                if h == 0 and k == 0 and l == 0:
+                    continue
+                if abs(h * h * a - r) <= tj and _ortho_ok(h, k, l, cond):
+                    return True
+    return False
+
+
+#: Rounding margin of :func:`_ortho_match` and :func:`_zone_match`: residuals are differences of numbers
+#: <= x + tol < 1 (1/angstrom^2), so a different summation order moves them by a few 1e-16; 1e-12 is far above that
+#: and far below any tolerance (>= 2e-4 x), so undecided lines (then searched exactly) are rare.
+MATCH_MARGIN = 1e-12
+
+
+@njit(cache=True, nogil=True)
+def _ortho_match(xj, tj, p, q, s):
+    """Whether a primitive orthorhombic cell indexes the line ``xj``, decided cheaply: 1 (yes), 0 (no) or -1
+    (within :data:`MATCH_MARGIN` of the tolerance: ask :func:`_ortho_any`, whose rounding decides).
+
+    ``p >= q >= s`` are the cell's metric coefficients sorted: the two largest (fewest indices below ``xj``)
+    are enumerated and the index of the smallest is solved for, which visits ~(x/p)^1/2 (x/q)^1/2 index pairs
+    instead of :func:`_resid_ortho`'s (x/c)^1/2 (x/b)^1/2 for whatever order the cell comes in.
+    """
+    lo = tj - MATCH_MARGIN
+    hi = tj + MATCH_MARGIN
+    undecided = False
+    imax = int(math.sqrt((xj + hi) / p))
+    for i in range(imax + 1):
+        r1 = xj - i * i * p
+        jmax = int(math.sqrt(max(r1 + hi, 0.0) / q))
+        for j in range(jmax + 1):
+            r = r1 - j * j * q
+            h0 = int(math.sqrt(max(r, 0.0) / s))
+            for h in range(h0, h0 + 2):
+                if h == 0 and i == 0 and j == 0:
+                    continue
+                e = abs(h * h * s - r)
+                if e <= lo:
+                    return 1
+                if e <= hi:
+                    undecided = True
+    return -1 if undecided else 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sorted3(a, b, c):
+    """``(p, q, s)``: a, b, c in descending order."""
+    if a < b:
+        a, b = b, a
+    if b < c:
+        b, c = c, b
+    if a < b:
+        a, b = b, a
+    return a, b, c
+
+
+@njit(cache=True, nogil=True)
+def _ortho_hit(xj, tj, a, b, c, p, q, s):
+    """``_resid_ortho(xj, tj, a, b, c, 0) >= 0`` exactly, through :func:`_ortho_match` (``p, q, s`` =
+    :func:`_sorted3` of ``a, b, c``) and the exact search only for undecided lines."""
+    m = _ortho_match(xj, tj, p, q, s)
+    if m >= 0:
+        return m == 1
+    return _ortho_any(xj, tj, a, b, c, 0)
+
+
+@njit(cache=True, nogil=True)
 def _chance(x, tol, n, c_vol, c_face, c_edge):
     """Expected chance matches of ``n`` lines for a line density ``c_vol x^(1/2) + c_face + c_edge x^(-1/2)``.
 
@@ -758,19 +835,16 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                         if n - chance <= kS[worst]:
                             continue
                         # matched lines, stopping once the misses rule the cell out (same result, most cells fail)
+                        ps, qs, ss = _sorted3(a, b, c)
                         hits = 0
-                        res = 0.0
                         for j in range(n):
-                            e = _resid_ortho(x[j], tol[j], a, b, c, 0)
-                            if e >= 0:
+                            if _ortho_hit(x[j], tol[j], a, b, c, ps, qs, ss):
                                 hits += 1
-                                res += e
                             elif n - (j + 1 - hits) - chance <= kS[worst]:
                                 hits = -1
                                 break
                         if hits < 0:
                             continue
-                        res = res / max(hits, 1)
                         s = hits - chance
                         if s <= kS[worst]:
                             continue
@@ -784,11 +858,17 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                                     kS[q] = s
                                 break
                         if not dup:
+                            # a new kept cell (rare): its mean smallest residual, as _ortho_eval's
+                            res = 0.0
+                            for j in range(n):
+                                e = _resid_ortho(x[j], tol[j], a, b, c, 0)
+                                if e >= 0:
+                                    res += e
                             kA[worst] = a
                             kB[worst] = b
                             kC[worst] = c
                             kS[worst] = s
-                            kR[worst] = res
+                            kR[worst] = res / max(hits, 1)
                             kH[worst] = hits
     if max_z > 0:
         # zero-shift refinement of the kept cells (see the refined trial indexing below); the shift of the best
@@ -851,7 +931,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
     for j in range(n):
         if strong[j]:
             n_strong += 1
-            if _resid_ortho(x[j], tol[j], a, b, c, 0) >= 0:
+            if _ortho_any(x[j], tol[j], a, b, c, 0):
                 hit_strong += 1
     out[9] = hit_strong / max(n_strong, 1)
     la = 0.5 * math.log(a)
@@ -870,8 +950,11 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
         if kS[q] <= -1e8:
             continue
         for cond in range(ortho_frac.shape[0]):
-            hits, chance, res = _ortho_eval(x, tol, n, kA[q], kB[q], kC[q], cond, ortho_frac[cond])
-            s = hits - chance
+            hits = 0
+            for j in range(n):
+                if _ortho_any(x[j], tol[j], kA[q], kB[q], kC[q], cond):
+                    hits += 1
+            s = hits - _chance_ortho(x, tol, n, kA[q], kB[q], kC[q], ortho_frac[cond])
             if s > best_cond[cond]:
                 best_cond[cond] = s
     face = max(best_cond[1], max(best_cond[2], best_cond[3]))
@@ -887,17 +970,22 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
     m_res = res
     cand = np.empty(n * 24)
     width = np.empty(n * 24)
+    match = np.empty(n, dtype=np.int64)
     for q in range(n_keep):
         if kS[q] <= -1e8:
             continue
         axes = np.array((kA[q], kB[q], kC[q]))
+        # lines the cell indexes, decided once for the three unique-axis choices (exactly per choice if undecided)
+        ps, qs, ss = _sorted3(kA[q], kB[q], kC[q])
+        for j in range(n):
+            match[j] = _ortho_match(x[j], tol[j], ps, qs, ss)
         for ua in range(3):
             u = axes[ua]
             p = axes[(ua + 1) % 3]
             r = axes[(ua + 2) % 3]
             nv = 0
             for j in range(n):
-                if _resid_ortho(x[j], tol[j], p, u, r, 0) >= 0:
+                if match[j] == 1 or (match[j] < 0 and _ortho_any(x[j], tol[j], p, u, r, 0)):
                     continue
                 for i in range(1, 3):
                     for jj in range(3):
