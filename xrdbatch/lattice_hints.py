@@ -54,6 +54,7 @@ Numbers only (numpy + one numba kernel).
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numba import njit
@@ -164,7 +165,9 @@ def _two_axis_trials(x, k, ns, seed_m, seed_l):
 
     Every pair of the ``ns`` lowest-angle peaks given small indices ``(m, l)`` from ``seed_m`` (plus 0) and
     ``seed_l`` fixes ``A`` and ``C``; cells with ``a/c`` outside 0.15 .. 8 (cubic-like degenerate or absurd)
-    or needing ``l > 30`` are dropped. Shared by the indexing scores and the centring tests, in one order.
+    or needing ``l > 30`` are dropped. Shared by the indexing scores, the refined scores and the centring
+    tests, in one order. Returns ``(a, c, l_max, seed_hi)``; ``seed_hi`` is the higher seed line of each trial
+    (the trials of the first ``n < ns`` lines are those with ``seed_hi < n``, in the same order).
     """
     nm = seed_m.shape[0] + 1
     nl = seed_l.shape[0]
@@ -172,6 +175,7 @@ def _two_axis_trials(x, k, ns, seed_m, seed_l):
     ca = np.empty(size)
     cc = np.empty(size)
     cl = np.empty(size, dtype=np.int64)
+    hi = np.empty(size, dtype=np.int64)
     n = 0
     for i in range(ns):
         for j in range(i + 1, ns):
@@ -203,8 +207,9 @@ def _two_axis_trials(x, k, ns, seed_m, seed_l):
                             ca[n] = a
                             cc[n] = c
                             cl[n] = l_max
+                            hi[n] = j
                             n += 1
-    return ca[:n], cc[:n], cl[:n]
+    return ca[:n], cc[:n], cl[:n], hi[:n]
 
 
 @njit(cache=True, nogil=True)
@@ -241,7 +246,7 @@ def _scores_kernel(xs, tols, counts, shifts, cubic, tet, hexa, seed_n, seed_m_te
             allowed = tet if fam == 0 else hexa
             seed_m = seed_m_tet if fam == 0 else seed_m_hex
             best = -1e9
-            ca, cc, cl = _two_axis_trials(x, k, ns, seed_m, seed_l)
+            ca, cc, cl, _ = _two_axis_trials(x, k, ns, seed_m, seed_l)
             for t in range(ca.shape[0]):
                 a = ca[t]
                 c = cc[t]
@@ -1192,6 +1197,7 @@ def _cubic_condition_tables():
 
 
 _CUBIC_P, _CUBIC_I, _CUBIC_F, _CUBIC_FD = _cubic_condition_tables()
+_CUBIC_TABLES = np.stack([_CUBIC_P, _CUBIC_I, _CUBIC_F, _CUBIC_FD])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -1223,133 +1229,16 @@ def _count_two_cond(x, tol, a, c, allowed, scale, l_max, cond):
     return n
 
 
-@njit(cache=True, nogil=True)
-def _centring_kernel(xs, tols, counts, shifts, cubic_tables, tet, hexa, seed_n, seed_m_tet, seed_m_hex, seed_l,
-                     n_seed, n_trials, out):
-    n_shift = shifts.shape[0]
-    for p in range(xs.shape[0]):
-        k = counts[p]
-        for f in range(out.shape[1]):
-            out[p, f] = 0.0
-        if k < 3:
-            continue
-        x = xs[p, :k]
-        tol = tols[p, :k]
-        ns = min(n_seed, k)
-        # ---- cubic: the n_trials best primitive cells, then P, I, F, Fd on them (only on them: a P pattern is
-        # also indexed by an F cell of twice the edge, N' = 4N, which is not the cell an indexer reports)
-        ta = np.zeros(n_trials)
-        ts = np.full(n_trials, -1e9)
-        for i in range(ns):
-            for t in range(seed_n.shape[0]):
-                a = x[i] / seed_n[t]
-                worst = 0
-                for q in range(n_trials):
-                    if ts[q] < ts[worst]:
-                        worst = q
-                hit = _count_cubic_max(x, tol, a, cubic_tables[0], ts[worst])
-                if hit <= ts[worst]:
-                    continue
-                chance = 0.0
-                for s in range(n_shift):
-                    chance += _count_cubic(x, tol, a, cubic_tables[0], 1.0 + shifts[s])
-                sc = hit - chance / n_shift
-                dup = False
-                for q in range(n_trials):
-                    if abs(ta[q] - a) < 1e-3 * a:
-                        dup = True
-                        break
-                if sc > ts[worst] and not dup:
-                    ta[worst] = a
-                    ts[worst] = sc
-        p_best = ts.max()
-        if p_best > -1e8:
-            for cnd in range(1, cubic_tables.shape[0]):
-                cb = -1e9
-                for q in range(n_trials):
-                    if ts[q] <= -1e8:
-                        continue
-                    hit = _count_cubic(x, tol, ta[q], cubic_tables[cnd], 1.0)
-                    chance = 0.0
-                    for s in range(n_shift):
-                        chance += _count_cubic(x, tol, ta[q], cubic_tables[cnd], 1.0 + shifts[s])
-                    cb = max(cb, hit - chance / n_shift)
-                out[p, cnd - 1] = (cb - p_best) / k
-        # ---- tetragonal / hexagonal: the n_trials best primitive (a, c), then the conditions on them
-        for fam in range(2):
-            allowed = tet if fam == 0 else hexa
-            seed_m = seed_m_tet if fam == 0 else seed_m_hex
-            ta = np.zeros(n_trials)
-            tc = np.zeros(n_trials)
-            tl = np.zeros(n_trials, dtype=np.int64)
-            ts = np.full(n_trials, -1e9)
-            ca, cc, cl = _two_axis_trials(x, k, ns, seed_m, seed_l)
-            for t in range(ca.shape[0]):
-                a = ca[t]
-                c = cc[t]
-                l_max = cl[t]
-                worst = 0
-                for q in range(n_trials):
-                    if ts[q] < ts[worst]:
-                        worst = q
-                hit = _count_two_max(x, tol, a, c, allowed, l_max, ts[worst])
-                if hit <= ts[worst]:
-                    continue
-                chance = 0.0
-                for s in range(n_shift):
-                    chance += _count_two(x, tol, a, c, allowed, 1.0 + shifts[s], l_max)
-                sc = hit - chance / n_shift
-                if sc <= ts[worst]:
-                    continue
-                dup = False
-                for q in range(n_trials):
-                    if abs(ta[q] - a) < 1e-3 * a and abs(tc[q] - c) < 1e-3 * c:
-                        dup = True
-                        break
-                if not dup:
-                    ta[worst] = a
-                    tc[worst] = c
-                    tl[worst] = l_max
-                    ts[worst] = sc
-            c_first = 1 if fam == 0 else 2
-            c_last = 1 if fam == 0 else 3
-            p_best = -1e9
-            for q in range(n_trials):
-                if ts[q] > p_best:
-                    p_best = ts[q]
-            if p_best <= -1e8:
-                continue
-            col = 3 if fam == 0 else 4
-            for cnd in range(c_first, c_last + 1):
-                cb = -1e9
-                for q in range(n_trials):
-                    if ts[q] <= -1e8:
-                        continue
-                    hit = _count_two_cond(x, tol, ta[q], tc[q], allowed, 1.0, tl[q], cnd)
-                    chance = 0.0
-                    for s in range(n_shift):
-                        chance += _count_two_cond(x, tol, ta[q], tc[q], allowed, 1.0 + shifts[s], tl[q], cnd)
-                    sc = hit - chance / n_shift
-                    if sc > cb:
-                        cb = sc
-                out[p, col] = (cb - p_best) / k
-                col += 1
-
-
 def centring_features(peaks) -> np.ndarray:
     """``(n, 6)`` centring / screw-axis excesses of the cubic, tetragonal and hexagonal cells (see above).
 
     Each column is (best excess under the condition - best primitive excess) / tested peaks: near 0 when the
     condition is consistent with every indexed line (and fewer calculated lines give it a small bonus),
-    negative when lines the condition forbids are observed.
+    negative when lines the condition forbids are observed. The best primitive cells come from the trial-cell
+    scan of :func:`refined_indexing_scores` (reused when it just ran on the same peaks, see
+    :func:`_high_symmetry`).
     """
-    xs, tols, counts = _tested_peaks(peaks)
-    out = np.zeros((peaks.n_patterns, len(CENTRING_NAMES)))
-    _centring_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), counts,
-                     np.asarray(CHANCE_SHIFTS, dtype=np.float64), np.stack([_CUBIC_P, _CUBIC_I, _CUBIC_F, _CUBIC_FD]),
-                     _TET, _HEX, _SEED_N_CUBIC, _SEED_M_TET, _SEED_M_HEX, _SEED_L, N_SEED_PEAKS, N_CENTRING_TRIALS,
-                     out)
-    return out
+    return _high_symmetry(peaks, refine=False)[1]
 
 
 def block_centring(peaks, k):
@@ -1570,38 +1459,6 @@ def _assign_two(x, tol, g, a, c, z, allowed, l_max, loose, cubic, mm, ll):
 
 
 @njit(cache=True, nogil=True)
-def _count_bounded(x, tol, g, a, c, z, allowed, l_max, scale, cubic, loose, bound):
-    """Lines within ``loose * tol`` of an allowed (m, l) (the count of :func:`_assign_two` when ``scale`` is 1 and
-    ``loose`` its window; :func:`_count_shifted` when ``loose`` is 1), or -1 as soon as the misses leave at most
-    ``bound`` matches possible (the caller discards such cells)."""
-    k = x.shape[0]
-    n = 0
-    lm = 0 if cubic else l_max
-    for j in range(k):
-        v = x[j] * scale - z * g[j]
-        t = tol[j] * loose
-        ok = False
-        for l in range(lm + 1):
-            r = v - l * l * c
-            if r < -t:
-                break
-            m0 = int(r / a + 0.5)
-            for m in range(m0 - 1, m0 + 2):
-                if m < 0 or m >= allowed.shape[0] or (m == 0 and l == 0) or not allowed[m]:
-                    continue
-                if abs(r - m * a) <= t:
-                    ok = True
-                    break
-            if ok:
-                break
-        if ok:
-            n += 1
-        elif k - (j + 1 - n) <= bound:
-            return -1
-    return n
-
-
-@njit(cache=True, nogil=True)
 def _refine_two(x, tol, g, a, c, allowed, l_max, cubic, max_z):
     """Refine (A, C, z) of a trial cell by two rounds of weighted least squares; returns (a, c, z, ok)."""
     k = x.shape[0]
@@ -1673,34 +1530,129 @@ def _count_shifted(x, tol, g, a, c, z, allowed, l_max, scale, cubic):
 
 
 @njit(cache=True, nogil=True)
-def _refined_family(x, tol, g, ca, cc, cl, allowed, cubic, shifts, n_refine, max_z, out3):
-    """Best excess over the trial cells (ca, cc, cl), refined; out3 = (excess, raw excess, z) unnormalised."""
+def _count_tight_loose(x, tol, a, c, allowed, l_max, cubic, loose, bound_t, bound_l, with_loose):
+    """Matched lines of a trial cell at two tolerances in one pass: ``(tight, loose)``.
+
+    ``tight`` is :func:`_count_two_max` (:func:`_count_cubic_max` when ``cubic``): lines whose nearest allowed
+    index is within ``tol``; ``loose`` is the count :func:`_assign_two` assigns within ``loose * tol`` (any
+    allowed ``m`` next to the nearest). Each is -1 as soon as its misses leave at most its bound (the caller
+    discards such cells); ``loose`` is -1 when not ``with_loose``. A tight match is a loose match (same nearest
+    ``m``, the loose ``l`` range contains the tight one), so each line's indices are visited once for both.
+    """
+    k = x.shape[0]
+    size = allowed.shape[0]
+    lm = 0 if cubic else l_max
+    nt = 0
+    nl = 0
+    alive_t = True
+    alive_l = with_loose
+    for j in range(k):
+        v = x[j]
+        t = tol[j]
+        tl = t * loose
+        got_t = False
+        got_l = False
+        for l in range(lm + 1):
+            r = v - l * l * c
+            if r < -tl:
+                break
+            m0 = int(r / a + 0.5)
+            if alive_t and not got_t and r >= -t:
+                if 0 <= m0 < size and (m0 > 0 or l > 0) and allowed[m0] and abs(r - m0 * a) <= t:
+                    got_t = True
+                    got_l = True
+            if alive_l and not got_l:
+                for m in range(m0 - 1, m0 + 2):
+                    if m < 0 or m >= size or (m == 0 and l == 0) or not allowed[m]:
+                        continue
+                    if abs(r - m * a) <= tl:
+                        got_l = True
+                        break
+            if (got_t or not alive_t) and (got_l or not alive_l):
+                break
+        if alive_t:
+            if got_t:
+                nt += 1
+            elif k - (j + 1 - nt) <= bound_t:
+                alive_t = False
+        if alive_l:
+            if got_l:
+                nl += 1
+            elif k - (j + 1 - nl) <= bound_l:
+                alive_l = False
+        if not alive_t and not alive_l:
+            break
+    return (nt if alive_t else -1), (nl if alive_l else -1)
+
+
+@njit(cache=True, nogil=True)
+def _search_family(x, tol, g, ca, cc, cl, seed_hi, n_seed_centring, allowed, cubic, shifts, n_refine, max_z,
+                   refine, out3, ta, tc, tl, ts):
+    """One family's trial cells ``(ca, cc, cl)`` scanned once for both consumers of the search.
+
+    * refined indexing (when ``refine``): the best unrefined excess, the ``n_refine`` cells with the most loose
+      matches, each refined (:func:`_refine_two`) and rescored; out3 = (best excess, unrefined excess, its z);
+    * centring: the ``len(ts)`` best distinct primitive cells among the trials seeded by the first
+      ``n_seed_centring`` lines (``seed_hi``: the highest seed line of each trial) -> ta, tc, tl, ts.
+
+    Counts stop early once a cell cannot beat the bounds of the consumers that still need it (the smaller of
+    the running best excess and the worst kept centring cell); chance matches are counted once for both.
+    """
     nt = ca.shape[0]
     n_shift = shifts.shape[0]
-    # the unrefined excess (as indexing_scores), and the loose matches that rank cells for refinement
+    n_trials = ts.shape[0]
+    for q in range(n_trials):
+        ta[q] = 0.0
+        tc[q] = 0.0
+        tl[q] = 0
+        ts[q] = -1e9
     raw_best = -1e9
     top_i = np.full(n_refine, -1)
     top_h = np.full(n_refine, -1.0)
-    mm = np.empty(x.shape[0], dtype=np.int64)
-    ll = np.empty(x.shape[0], dtype=np.int64)
     for t in range(nt):
-        # counts stop early once a cell cannot beat the running best (the kept values are unchanged)
-        hit = _count_cubic_max(x, tol, ca[t], allowed, raw_best) if cubic else \
-            _count_two_max(x, tol, ca[t], cc[t], allowed, cl[t], raw_best)
-        if hit > raw_best:
+        a = ca[t]
+        c = cc[t]
+        centring = seed_hi[t] < n_seed_centring
+        worst = 0
+        if centring:
+            for q in range(n_trials):
+                if ts[q] < ts[worst]:
+                    worst = q
+        w = 0
+        if refine:
+            for q in range(n_refine):
+                if top_h[q] < top_h[w]:
+                    w = q
+        bound = raw_best if refine else 1e9
+        if centring and ts[worst] < bound:
+            bound = ts[worst]
+        hit, loose_hit = _count_tight_loose(x, tol, a, c, allowed, cl[t], cubic, REFINE_LOOSE, bound, top_h[w],
+                                            refine)
+        need_refined = refine and hit > raw_best
+        need_centring = centring and hit > ts[worst]
+        if need_refined or need_centring:
             chance = 0.0
             for s in range(n_shift):
-                chance += _count_shifted(x, tol, g, ca[t], cc[t], 0.0, allowed, cl[t], 1.0 + shifts[s], cubic)
-            if hit - chance / n_shift > raw_best:
-                raw_best = hit - chance / n_shift
-        w = 0
-        for q in range(n_refine):
-            if top_h[q] < top_h[w]:
-                w = q
-        lh_ = _count_bounded(x, tol, g, ca[t], cc[t], 0.0, allowed, cl[t], 1.0, cubic, REFINE_LOOSE, top_h[w])
-        if lh_ > top_h[w]:
-            top_h[w] = lh_
+                chance += _count_shifted(x, tol, g, a, c, 0.0, allowed, cl[t], 1.0 + shifts[s], cubic)
+            sc = hit - chance / n_shift
+            if need_refined and sc > raw_best:
+                raw_best = sc
+            if need_centring and sc > ts[worst]:
+                dup = False
+                for q in range(n_trials):
+                    if abs(ta[q] - a) < 1e-3 * a and (cubic or abs(tc[q] - c) < 1e-3 * c):
+                        dup = True
+                        break
+                if not dup:
+                    ta[worst] = a
+                    tc[worst] = c
+                    tl[worst] = cl[t]
+                    ts[worst] = sc
+        if refine and loose_hit > top_h[w]:
+            top_h[w] = loose_hit
             top_i[w] = t
+    if not refine:
+        return
     best = raw_best
     best_z = 0.0
     for q in range(n_refine):
@@ -1726,40 +1678,91 @@ def _refined_family(x, tol, g, ca, cc, cl, allowed, cubic, shifts, n_refine, max
 
 
 @njit(cache=True, nogil=True)
-def _refined_kernel(xs, tols, gs, counts, shifts, cubic_t, tet, hexa, seed_n, seed_m_tet, seed_m_hex, seed_l,
-                    n_seed, n_refine, max_z, out):
+def _high_symmetry_kernel(xs, tols, gs, counts, shifts, cubic_tables, tet, hexa, seed_n, seed_m_tet, seed_m_hex,
+                          seed_l, n_seed_refined, n_seed_centring, n_refine, n_trials, max_z, refine, out_refined,
+                          out_centring):
+    """Cubic / tetragonal / hexagonal trial indexing of every pattern: the refined scores (:data:`REFINED_NAMES`,
+    z in radians; when ``refine``) and the centring excesses (:data:`CENTRING_NAMES`) from one scan of the
+    trial cells. Trials are seeded by ``n_seed_refined`` lines when ``refine``, else by ``n_seed_centring``."""
+    n_shift = shifts.shape[0]
     out3 = np.zeros(3)
+    ta = np.zeros(n_trials)
+    tc = np.zeros(n_trials)
+    tl = np.zeros(n_trials, dtype=np.int64)
+    ts = np.zeros(n_trials)
     for p in range(xs.shape[0]):
         k = counts[p]
-        for f in range(out.shape[1]):
-            out[p, f] = 0.0
+        for f in range(out_refined.shape[1]):
+            out_refined[p, f] = 0.0
+        for f in range(out_centring.shape[1]):
+            out_centring[p, f] = 0.0
         if k < 3:
             continue
         x = xs[p, :k]
         tol = tols[p, :k]
         g = gs[p, :k]
-        ns = min(n_seed, k)
+        ns = min(n_seed_refined if refine else n_seed_centring, k)
+        # ---- cubic: A = x_i / N for the seed lines
         nt = ns * seed_n.shape[0]
         ca = np.empty(nt)
         cc = np.zeros(nt)
         cl = np.zeros(nt, dtype=np.int64)
+        seed_hi = np.empty(nt, dtype=np.int64)
         t = 0
         for i in range(ns):
             for s in range(seed_n.shape[0]):
                 ca[t] = x[i] / seed_n[s]
+                seed_hi[t] = i
                 t += 1
-        _refined_family(x, tol, g, ca, cc, cl, cubic_t, True, shifts, n_refine, max_z, out3)
-        out[p, 0] = out3[0] / k
-        out[p, 3] = out3[2]
+        _search_family(x, tol, g, ca, cc, cl, seed_hi, n_seed_centring, cubic_tables[0], True, shifts, n_refine,
+                       max_z, refine, out3, ta, tc, tl, ts)
+        out_refined[p, 0] = out3[0] / k
+        out_refined[p, 3] = out3[2]
+        # P, I, F, Fd on the best primitive cells only (a P pattern is also indexed by an F cell of twice the
+        # edge, N' = 4N, which is not the cell an indexer reports)
+        p_best = ts.max()
+        if p_best > -1e8:
+            for cnd in range(1, cubic_tables.shape[0]):
+                cb = -1e9
+                for q in range(n_trials):
+                    if ts[q] <= -1e8:
+                        continue
+                    hit = _count_cubic(x, tol, ta[q], cubic_tables[cnd], 1.0)
+                    chance = 0.0
+                    for s in range(n_shift):
+                        chance += _count_cubic(x, tol, ta[q], cubic_tables[cnd], 1.0 + shifts[s])
+                    cb = max(cb, hit - chance / n_shift)
+                out_centring[p, cnd - 1] = (cb - p_best) / k
+        # ---- tetragonal / hexagonal: two seed lines with (m, l) each -> A, C
         for fam in range(2):
             allowed = tet if fam == 0 else hexa
             seed_m = seed_m_tet if fam == 0 else seed_m_hex
-            ca, cc, cl = _two_axis_trials(x, k, ns, seed_m, seed_l)
+            ca, cc, cl, seed_hi = _two_axis_trials(x, k, ns, seed_m, seed_l)
             if ca.shape[0] == 0:
                 continue
-            _refined_family(x, tol, g, ca, cc, cl, allowed, False, shifts, n_refine, max_z, out3)
-            out[p, 1 + fam] = out3[0] / k
-            out[p, 4 + fam] = out3[2]
+            _search_family(x, tol, g, ca, cc, cl, seed_hi, n_seed_centring, allowed, False, shifts, n_refine,
+                           max_z, refine, out3, ta, tc, tl, ts)
+            if refine:
+                out_refined[p, 1 + fam] = out3[0] / k
+                out_refined[p, 4 + fam] = out3[2]
+            p_best = ts.max()
+            if p_best <= -1e8:
+                continue
+            col = 3 if fam == 0 else 4
+            for cnd in range(1 if fam == 0 else 2, 2 if fam == 0 else 4):
+                cb = -1e9
+                for q in range(n_trials):
+                    if ts[q] <= -1e8:
+                        continue
+                    hit = _count_two_cond(x, tol, ta[q], tc[q], allowed, 1.0, tl[q], cnd)
+                    chance = 0.0
+                    for s in range(n_shift):
+                        chance += _count_two_cond(x, tol, ta[q], tc[q], allowed, 1.0 + shifts[s], tl[q], cnd)
+                    sc = hit - chance / n_shift
+                    if sc > cb:
+                        cb = sc
+                out_centring[p, col] = (cb - p_best) / k
+                col += 1
 
 
 #: Columns of :func:`refined_indexing_scores`.
@@ -1776,16 +1779,41 @@ def _tested_peaks_g(peaks, K: int = N_TEST_PEAKS, tol_deg: float | None = None):
     return xs, tols, gs, counts
 
 
+#: The last :func:`_high_symmetry` result of each thread, keyed by the Peaks arrays it was computed from:
+#: ``block_consensus`` and ``block_centring`` of one feature set run the same trial-cell search, and the second
+#: reuses it instead of repeating it (see :func:`_high_symmetry`).
+_LAST_SEARCH = threading.local()
+
+
+def _high_symmetry(peaks, refine: bool = True):
+    """``(refined (n, 6), centring (n, 6))`` from one scan of the cubic / tetragonal / hexagonal trial cells.
+
+    With ``refine`` False only the centring columns are computed (the refined ones are 0) from the trials of
+    the first :data:`N_SEED_PEAKS` lines. A refined result is remembered for the same ``peaks`` arrays (by
+    identity; Peaks tables are never modified in place) in this thread, so that the centring block of the same
+    feature set does not repeat the search.
+    """
+    key = tuple(peaks)
+    last = getattr(_LAST_SEARCH, "value", None)
+    if last is not None and len(last[0]) == len(key) and all(a is b for a, b in zip(last[0], key)):
+        return last[1][0].copy(), last[1][1].copy()
+    xs, tols, gs, counts = _tested_peaks_g(peaks)
+    refined = np.zeros((peaks.n_patterns, len(REFINED_NAMES)))
+    centring = np.zeros((peaks.n_patterns, len(CENTRING_NAMES)))
+    _high_symmetry_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), np.nan_to_num(gs, nan=0.0),
+                          counts, np.asarray(CHANCE_SHIFTS, dtype=np.float64), _CUBIC_TABLES, _TET, _HEX,
+                          _SEED_N_CUBIC, _SEED_M_TET, _SEED_M_HEX, _SEED_L, N_SEED_PEAKS_REFINED, N_SEED_PEAKS,
+                          N_REFINE, N_CENTRING_TRIALS, math.radians(MAX_ZERO_SHIFT_DEG), refine, refined, centring)
+    refined[:, 3:] = np.degrees(refined[:, 3:])
+    if refine:
+        _LAST_SEARCH.value = (key, (refined, centring))
+    return refined, centring
+
+
 def refined_indexing_scores(peaks) -> np.ndarray:
     """``(n, 6)``: cubic / tetragonal / hexagonal excess match fractions after refining the best trial cells
     with a zero-shift term (see the section comment), and the fitted zero shifts (degrees 2-theta)."""
-    xs, tols, gs, counts = _tested_peaks_g(peaks)
-    out = np.zeros((peaks.n_patterns, len(REFINED_NAMES)))
-    _refined_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), np.nan_to_num(gs, nan=0.0), counts,
-                    np.asarray(CHANCE_SHIFTS, dtype=np.float64), _CUBIC, _TET, _HEX, _SEED_N_CUBIC, _SEED_M_TET,
-                    _SEED_M_HEX, _SEED_L, N_SEED_PEAKS_REFINED, N_REFINE, math.radians(MAX_ZERO_SHIFT_DEG), out)
-    out[:, 3:] = np.degrees(out[:, 3:])
-    return out
+    return _high_symmetry(peaks)[0]
 
 
 def block_refined(peaks, k):
