@@ -1512,6 +1512,8 @@ def _refine_two(x, tol, g, a, c, allowed, l_max, cubic, max_z):
 
 @njit(cache=True, nogil=True)
 def _count_shifted(x, tol, g, a, c, z, allowed, l_max, scale, cubic):
+    """Lines of ``x`` (scaled, minus the shift ``z g``) whose nearest allowed index (m, l) of the cell (a, c) is
+    within ``tol``."""
     n = 0
     lm = 0 if cubic else l_max
     for j in range(x.shape[0]):
@@ -1527,6 +1529,34 @@ def _count_shifted(x, tol, g, a, c, z, allowed, l_max, scale, cubic):
                 n += 1
                 break
     return n
+
+
+@njit(cache=True, nogil=True)
+def _chance_below(x, tol, g, a, c, z, allowed, l_max, shifts, cubic, limit):
+    """The chance matches of a cell, ``sum_s _count_shifted(..., 1 + shifts[s], ...)``, when below ``limit``;
+    otherwise some partial sum >= ``limit`` (counting stops there).
+
+    A caller updates its best only when ``hit - chance / n_shift > best``, i.e. ``chance < n_shift (hit - best)``
+    (exact: small integers and quarters), so past that limit the rest of the count cannot matter.
+    """
+    total = 0
+    for s in range(shifts.shape[0]):
+        scale = 1.0 + shifts[s]
+        for j in range(x.shape[0]):
+            v = x[j] * scale - z * g[j]
+            for l in range((0 if cubic else l_max) + 1):
+                r = v - l * l * c
+                if r < -tol[j]:
+                    break
+                m = int(r / a + 0.5)
+                if m < 0 or m >= allowed.shape[0]:
+                    continue
+                if (m > 0 or l > 0) and allowed[m] and abs(r - m * a) <= tol[j]:
+                    total += 1
+                    break
+            if total >= limit:
+                return float(total)
+    return float(total)
 
 
 @njit(cache=True, nogil=True)
@@ -1631,9 +1661,10 @@ def _search_family(x, tol, g, ca, cc, cl, seed_hi, n_seed_centring, allowed, cub
         need_refined = refine and hit > raw_best
         need_centring = centring and hit > ts[worst]
         if need_refined or need_centring:
-            chance = 0.0
-            for s in range(n_shift):
-                chance += _count_shifted(x, tol, g, a, c, 0.0, allowed, cl[t], 1.0 + shifts[s], cubic)
+            low = raw_best if need_refined else ts[worst]
+            if need_centring and ts[worst] < low:
+                low = ts[worst]
+            chance = _chance_below(x, tol, g, a, c, 0.0, allowed, cl[t], shifts, cubic, n_shift * (hit - low))
             sc = hit - chance / n_shift
             if need_refined and sc > raw_best:
                 raw_best = sc
@@ -1665,9 +1696,7 @@ def _search_family(x, tol, g, ca, cc, cl, seed_hi, n_seed_centring, allowed, cub
         hit = _count_shifted(x, tol, g, a, c, z, allowed, cl[t] + 1, 1.0, cubic)
         if hit <= best:
             continue
-        chance = 0.0
-        for s in range(n_shift):
-            chance += _count_shifted(x, tol, g, a, c, z, allowed, cl[t] + 1, 1.0 + shifts[s], cubic)
+        chance = _chance_below(x, tol, g, a, c, z, allowed, cl[t] + 1, shifts, cubic, n_shift * (hit - best))
         sc = hit - chance / n_shift
         if sc > best:
             best = sc
