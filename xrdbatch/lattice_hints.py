@@ -535,10 +535,30 @@ def _chance(x, tol, n, c_vol, c_face, c_edge):
 
 
 @njit(cache=True, nogil=True)
-def _chance_ortho(x, tol, n, a, b, c, frac):
+def _chance_floor(x, tol, n, c_vol, c_face, c_edge):
+    """A lower bound of :func:`_chance` without ``exp`` (``1 - e^-y >= y / (1 + y)`` for ``y >= 0``), shaded
+    (1e-9 relative + 1e-12) below anything rounding could give the exact sum: searches prune on it and compute
+    the exact chance only for the cells that survive."""
+    s = 0.0
+    for j in range(n):
+        sx = math.sqrt(x[j])
+        y = 2.0 * tol[j] * (c_vol * sx + c_face + c_edge / sx)
+        s += y / (1.0 + y)
+    return s * (1.0 - 1e-9) - 1e-12
+
+
+@njit(cache=True, nogil=True)
+def _ortho_density(a, b, c, frac):
+    """``(c_vol, c_face, c_edge)`` of :func:`_chance` for an orthorhombic cell (``frac`` of its lines allowed)."""
     c_vol = frac * math.pi / 4.0 / math.sqrt(a * b * c)
     c_face = frac * math.pi / 8.0 * (1.0 / math.sqrt(b * c) + 1.0 / math.sqrt(a * c) + 1.0 / math.sqrt(a * b))
     c_edge = frac / 8.0 * (1.0 / math.sqrt(a) + 1.0 / math.sqrt(b) + 1.0 / math.sqrt(c))
+    return c_vol, c_face, c_edge
+
+
+@njit(cache=True, nogil=True)
+def _chance_ortho(x, tol, n, a, b, c, frac):
+    c_vol, c_face, c_edge = _ortho_density(a, b, c, frac)
     return _chance(x, tol, n, c_vol, c_face, c_edge)
 
 
@@ -654,6 +674,46 @@ def _resid_mono(xj, tj, p, u, r, d, cond):
                 if e <= tj and (best < 0 or e < best) and _mono_ok(i, j, l, cond):
                     best = e
     return best
+
+
+@njit(cache=True, nogil=True)
+def _mono_any(xj, tj, p, u, r, d, cond):
+    """``_resid_mono(xj, tj, p, u, r, d, cond) >= 0`` (same enumeration and arithmetic), returning at the first
+    allowed (i, j, l) within ``tj``."""
+    rr = r - d * d / p
+    if rr <= 0:
+        return False
+    lmax = int(math.sqrt((xj + tj) / rr))
+    jmax = int(math.sqrt((xj + tj) / u))
+    for j in range(jmax + 1):
+        r1 = xj - j * j * u
+        for l in range(-lmax, lmax + 1):
+            q = l * l * r - r1
+            disc = l * l * d * d - p * q
+            if disc < -tj * p:
+                continue
+            sd = math.sqrt(max(disc, 0.0))
+            for root in ((-l * d + sd) / p, (-l * d - sd) / p):
+                i = int(math.floor(root + 0.5))
+                if i == 0 and j == 0 and l == 0:
+                    continue
+                if abs(p * i * i + 2 * i * l * d + q) <= tj and _mono_ok(i, j, l, cond):
+                    return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _mono_excess(x, tol, n, p, u, r, d, cond, frac):
+    """``hits - chance`` of :func:`_mono_eval` (without the residuals)."""
+    det = u * (p * r - d * d)
+    if det <= 0:
+        return -1e9
+    hits = 0
+    for j in range(n):
+        if _mono_any(x[j], tol[j], p, u, r, d, cond):
+            hits += 1
+    return hits - _chance(x, tol, n, frac * math.pi / 2.0 / math.sqrt(det),
+                          frac * math.pi / 4.0 / math.sqrt(p * r - d * d), frac * 0.25 / math.sqrt(u))
 
 
 @njit(cache=True, nogil=True)
@@ -781,16 +841,21 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                     if a < b or b < a_min or a > 200 * b:
                         continue
                     # zone chance: constant density pi / (4 sqrt(ab)) of (h k 0) lines
-                    zc = _chance(x, tol, n, 0.0, math.pi / (4.0 * math.sqrt(a * b)),
-                                 0.25 * (1.0 / math.sqrt(a) + 1.0 / math.sqrt(b)))
+                    c_face = math.pi / (4.0 * math.sqrt(a * b))
+                    c_edge = 0.25 * (1.0 / math.sqrt(a) + 1.0 / math.sqrt(b))
                     z_min = zS[0]
                     for z in range(1, n_zones):
                         if zS[z] < z_min:
                             z_min = zS[z]
                     # a zone scoring <= the worst kept one changes nothing (neither a new entry nor a duplicate's
-                    # update): count its lines only until the misses rule it out
-                    hits = _zone_hits_bounded(x, tol, n, a, b, n - zc - z_min)
+                    # update): count its lines only until the misses rule it out (on a lower bound of the chance,
+                    # then exactly for the zones that survive)
+                    floor = _chance_floor(x, tol, n, 0.0, c_face, c_edge)
+                    hits = _zone_hits_bounded(x, tol, n, a, b, n - floor - z_min)
                     if hits < 0:
+                        continue
+                    zc = _chance(x, tol, n, 0.0, c_face, c_edge)
+                    if hits - zc <= z_min:
                         continue
                     s = hits - zc
                     worst = 0
@@ -832,11 +897,13 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                             continue
                         if _n_calc_ortho(x[n - 1], a, b, c) > max_lines_per_peak * n:
                             continue
-                        chance = _chance_ortho(x, tol, n, a, b, c, 1.0)
+                        c_vol, c_face, c_edge = _ortho_density(a, b, c, 1.0)
                         worst = 0
                         for q in range(n_keep):
                             if kS[q] < kS[worst]:
                                 worst = q
+                        # prune on a lower bound of the chance, then exactly for the cells that survive
+                        chance = _chance_floor(x, tol, n, c_vol, c_face, c_edge)
                         if n - chance <= kS[worst]:
                             continue
                         # matched lines, stopping once the misses rule the cell out (same result, most cells fail)
@@ -850,6 +917,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                                 break
                         if hits < 0:
                             continue
+                        chance = _chance(x, tol, n, c_vol, c_face, c_edge)
                         s = hits - chance
                         if s <= kS[worst]:
                             continue
@@ -1014,13 +1082,15 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
             top_c = np.zeros(3)
             for s_ in range(nv):
                 cnt = 0
+                # no value farther than wv[s_] + wmax can be within wv[s_] + wv[t] (rounding is monotone too)
+                reach = wv[s_] + wmax
                 t = s_
-                while t < nv and dv[t] - dv[s_] <= 2 * wmax:
+                while t < nv and dv[t] - dv[s_] <= reach:
                     if dv[t] - dv[s_] <= wv[s_] + wv[t]:
                         cnt += 1
                     t += 1
                 t = s_ - 1
-                while t >= 0 and dv[s_] - dv[t] <= 2 * wmax:
+                while t >= 0 and dv[s_] - dv[t] <= reach:
                     if dv[s_] - dv[t] <= wv[s_] + wv[t]:
                         cnt += 1
                     t -= 1
@@ -1045,26 +1115,35 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                     continue
                 d = top_d[e]
                 det2 = p * r - d * d
-                chance = _chance(x, tol, n, math.pi / 2.0 / math.sqrt(u * det2), math.pi / 4.0 / math.sqrt(det2),
-                                 0.25 / math.sqrt(u))
-                if n - chance <= m_best or u * det2 <= 0:
+                if u * det2 <= 0:
+                    continue
+                c_vol = math.pi / 2.0 / math.sqrt(u * det2)
+                c_face = math.pi / 4.0 / math.sqrt(det2)
+                c_edge = 0.25 / math.sqrt(u)
+                # prune on a lower bound of the chance, then exactly for the cells that survive
+                chance = _chance_floor(x, tol, n, c_vol, c_face, c_edge)
+                if n - chance <= m_best:
                     continue  # cannot beat the best even when every line is indexed
                 # _mono_eval(..., 0, 1.0), stopping once the misses rule the cell out (same result)
                 hits = 0
-                res = 0.0
                 for j in range(n):
-                    e = _resid_mono(x[j], tol[j], p, u, r, d, 0)
-                    if e >= 0:
+                    if _mono_any(x[j], tol[j], p, u, r, d, 0):
                         hits += 1
-                        res += e
                     elif n - (j + 1 - hits) - chance <= m_best:
                         hits = -1
                         break
                 if hits < 0:
                     continue
-                res = res / max(hits, 1)
+                chance = _chance(x, tol, n, c_vol, c_face, c_edge)
                 s = hits - chance
                 if s > m_best:
+                    # a new best cell: its mean smallest residual, as _mono_eval's
+                    res = 0.0
+                    for j in range(n):
+                        ej = _resid_mono(x[j], tol[j], p, u, r, d, 0)
+                        if ej >= 0:
+                            res += ej
+                    res = res / max(hits, 1)
                     m_best = s
                     m_cell[0] = p
                     m_cell[1] = u
@@ -1087,8 +1166,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
     out[12] = abs(d) / math.sqrt(p * r)
     mc = np.zeros(mono_frac.shape[0])
     for cond in range(mono_frac.shape[0]):
-        hits, chance, res = _mono_eval(x, tol, n, p, u, r, d, cond, mono_frac[cond])
-        mc[cond] = hits - chance
+        mc[cond] = _mono_excess(x, tol, n, p, u, r, d, cond, mono_frac[cond])
     out[16] = (max(mc[1], mc[2]) - mc[0]) / n
     out[17] = (mc[3] - mc[0]) / n
     out[18] = (max(mc[4], mc[5]) - mc[0]) / n
