@@ -17,7 +17,7 @@ Goal (issue 6): >= 1,000 files/s on 2 cores, memory flat. Nothing here gates CI.
 
 Usage::
 
-    python bench/score.py --n-files 10000 --workers 2 [--model BUNDLE] [--keep DIR]
+    python bench/score.py --n-files 10000 --workers 2 [--model BUNDLE | --feature-set indexed3] [--keep DIR]
 
 Without ``--model`` a model with the default forest sizes is trained first (``xrdbatch.train`` on ICSD-like
 synthetic features); the files are simulated from AFLOW prototypes in ../shared (else builtin prototypes).
@@ -113,19 +113,20 @@ def write_files(folder: Path, n_files: int, seed: int = 0):
     return conditions
 
 
-def build_model(workdir: Path, n_rows: int = 20_000) -> Path:
+def build_model(workdir: Path, n_rows: int = 20_000, feature_set: str = "seed11") -> Path:
     """A real model bundle from the project's train stage with its default forest sizes, trained on ICSD-like
-    synthetic seed11 features (``xrdbatch.train.synthetic_lattice_features``), CuKa 5-90 deg."""
+    synthetic ``feature_set`` features (``xrdbatch.train.synthetic_lattice_features``), CuKa 5-90 deg."""
     from xrdbatch import features, train
     from xrdbatch.conditions import Conditions
 
     conditions = Conditions()
-    X, labels = train.synthetic_lattice_features(n_rows, "seed11", wavelength_angstrom=conditions.wavelength_angstrom)
-    out = workdir / "model"
+    X, labels = train.synthetic_lattice_features(n_rows, feature_set, wavelength_angstrom=conditions.wavelength_angstrom)
+    out = workdir / f"model_{feature_set}"
     t = time.perf_counter()
-    train.train_arrays(X, labels, out, feature_set="seed11", feature_names=features.feature_names("seed11"),
+    train.train_arrays(X, labels, out, feature_set=feature_set, feature_names=features.feature_names(feature_set),
                        peak_params={}, conditions=conditions, n_jobs=2, log=lambda *a: None, overwrite=True)
-    print(f"model: trained on {n_rows} synthetic rows with the default forests in {time.perf_counter() - t:.1f} s")
+    print(f"model: {feature_set} features, trained on {n_rows} synthetic rows with the default forests in "
+          f"{time.perf_counter() - t:.1f} s")
     return out
 
 
@@ -221,6 +222,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--model", default=None, help="model bundle (default: train a small one)")
+    parser.add_argument("--feature-set", default="seed11",
+                        help="feature set of the model trained when --model is not given (the scoring cost per file "
+                             "depends on it: e.g. measured, indexed3)")
     parser.add_argument("--keep", default=None, help="write files here and keep them (default: a temp dir)")
     args = parser.parse_args(argv)
 
@@ -237,7 +241,7 @@ def main(argv=None) -> int:
             write_files(data, args.n_files)
         print(f"files: {args.n_files} (.xy and .xrdml, 4251 points, CuKa 5-90 deg) ready in "
               f"{time.perf_counter() - t:.1f} s under {data}")
-        model = Path(args.model) if args.model else build_model(work)
+        model = Path(args.model) if args.model else build_model(work, feature_set=args.feature_set)
 
         files = score.expand_inputs([str(data)])[: args.n_files]
         xy = [f for f in files if f.endswith(".xy")][:300]
