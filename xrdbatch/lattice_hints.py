@@ -497,6 +497,22 @@ def _ortho_match(xj, tj, p, q, s):
     return -1 if undecided else 0
 
 
+@njit(cache=True, nogil=True)
+def _zone_indexes(xj, tj, a, b):
+    """Whether the zone (h k 0), ``a >= b``, surely indexes ``xj``: some (h, k) != 0 within ``tj`` minus
+    :data:`MATCH_MARGIN`, so every cell (a, b, c) built on the zone indexes it (:func:`_resid_ortho` >= 0 for
+    any c). False also when unsure."""
+    lo = tj - MATCH_MARGIN
+    hmax = int(math.sqrt((xj + tj) / a))
+    for h in range(hmax + 1):
+        r = xj - h * h * a
+        k0 = int(math.sqrt(max(r, 0.0) / b))
+        for k in range(k0, k0 + 2):
+            if (h > 0 or k > 0) and abs(k * k * b - r) <= lo:
+                return True
+    return False
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _sorted3(a, b, c):
     """``(p, q, s)``: a, b, c in descending order."""
@@ -880,11 +896,15 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
     kR = np.zeros(n_keep)
     kH = np.zeros(n_keep)
     nc = min(n, n_seed + 2)
+    zone_hit = np.zeros(n, dtype=np.bool_)
     for z in range(n_zones):
         if zS[z] <= -1e8:
             continue
         a = zA[z]
         b = zB[z]
+        # lines the zone itself indexes are matched by every cell built on it
+        for j in range(n):
+            zone_hit[j] = _zone_indexes(x[j], tol[j], a, b)
         for t in range(nc):
             for h in range(3):
                 for k in range(3):
@@ -910,7 +930,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                         ps, qs, ss = _sorted3(a, b, c)
                         hits = 0
                         for j in range(n):
-                            if _ortho_hit(x[j], tol[j], a, b, c, ps, qs, ss):
+                            if zone_hit[j] or _ortho_hit(x[j], tol[j], a, b, c, ps, qs, ss):
                                 hits += 1
                             elif n - (j + 1 - hits) - chance <= kS[worst]:
                                 hits = -1
@@ -1657,7 +1677,7 @@ def _count_tight_loose(x, tol, a, c, allowed, l_max, cubic, loose, bound_t, boun
     for j in range(k):
         v = x[j]
         t = tol[j]
-        tl = t * loose
+        tl = t * loose if alive_l else t  # the l range of the counts still needed
         got_t = False
         got_l = False
         for l in range(lm + 1):
