@@ -497,22 +497,6 @@ def _ortho_match(xj, tj, p, q, s):
     return -1 if undecided else 0
 
 
-@njit(cache=True, nogil=True)
-def _zone_indexes(xj, tj, a, b):
-    """Whether the zone (h k 0), ``a >= b``, surely indexes ``xj``: some (h, k) != 0 within ``tj`` minus
-    :data:`MATCH_MARGIN`, so every cell (a, b, c) built on the zone indexes it (:func:`_resid_ortho` >= 0 for
-    any c). False also when unsure."""
-    lo = tj - MATCH_MARGIN
-    hmax = int(math.sqrt((xj + tj) / a))
-    for h in range(hmax + 1):
-        r = xj - h * h * a
-        k0 = int(math.sqrt(max(r, 0.0) / b))
-        for k in range(k0, k0 + 2):
-            if (h > 0 or k > 0) and abs(k * k * b - r) <= lo:
-                return True
-    return False
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _sorted3(a, b, c):
     """``(p, q, s)``: a, b, c in descending order."""
@@ -594,41 +578,48 @@ def _n_calc_mono(x, p, u, r, d):
 
 
 @njit(cache=True, nogil=True)
-def _zone_hits(x, tol, n, a, b):
-    hits = 0
-    for j in range(n):
-        kmax = int(math.sqrt((x[j] + tol[j]) / b))
-        for k in range(kmax + 1):
-            r = x[j] - k * k * b
-            h0 = int(math.sqrt(max(r, 0.0) / a))
-            ok = False
-            for h in range(h0, h0 + 2):
-                if (h > 0 or k > 0) and abs(h * h * a - r) <= tol[j]:
-                    ok = True
-                    break
-            if ok:
-                hits += 1
-                break
-    return hits
+def _zone_any(xj, tj, a, b):
+    """Whether some (h, k) != 0 of the zone has ``|h^2 a + k^2 b - xj| <= tj`` (k enumerated, h solved for)."""
+    kmax = int(math.sqrt((xj + tj) / b))
+    for k in range(kmax + 1):
+        r = xj - k * k * b
+        h0 = int(math.sqrt(max(r, 0.0) / a))
+        for h in range(h0, h0 + 2):
+            if (h > 0 or k > 0) and abs(h * h * a - r) <= tj:
+                return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _zone_match(xj, tj, a, b):
+    """:func:`_zone_any` for ``a >= b`` decided with the fewer indices of ``a`` enumerated: 1 (yes), 0 (no) or
+    -1 (within :data:`MATCH_MARGIN` of the tolerance: ask :func:`_zone_any`, whose rounding decides)."""
+    lo = tj - MATCH_MARGIN
+    hi = tj + MATCH_MARGIN
+    undecided = False
+    hmax = int(math.sqrt((xj + hi) / a))
+    for h in range(hmax + 1):
+        r = xj - h * h * a
+        k0 = int(math.sqrt(max(r, 0.0) / b))
+        for k in range(k0, k0 + 2):
+            if h == 0 and k == 0:
+                continue
+            e = abs(k * k * b - r)
+            if e <= lo:
+                return 1
+            if e <= hi:
+                undecided = True
+    return -1 if undecided else 0
 
 
 @njit(cache=True, nogil=True)
 def _zone_hits_bounded(x, tol, n, a, b, max_misses):
-    """:func:`_zone_hits`, or -1 as soon as the misses reach ``max_misses`` (the zone cannot be kept)."""
+    """Lines the zone (h k 0), ``a >= b``, indexes (:func:`_zone_any`), or -1 as soon as the misses reach
+    ``max_misses`` (the zone cannot be kept)."""
     hits = 0
     for j in range(n):
-        kmax = int(math.sqrt((x[j] + tol[j]) / b))
-        ok = False
-        for k in range(kmax + 1):
-            r = x[j] - k * k * b
-            h0 = int(math.sqrt(max(r, 0.0) / a))
-            for h in range(h0, h0 + 2):
-                if (h > 0 or k > 0) and abs(h * h * a - r) <= tol[j]:
-                    ok = True
-                    break
-            if ok:
-                break
-        if ok:
+        m = _zone_match(x[j], tol[j], a, b)
+        if m == 1 or (m < 0 and _zone_any(x[j], tol[j], a, b)):
             hits += 1
         elif j + 1 - hits >= max_misses:
             return -1
@@ -904,7 +895,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
         b = zB[z]
         # lines the zone itself indexes are matched by every cell built on it
         for j in range(n):
-            zone_hit[j] = _zone_indexes(x[j], tol[j], a, b)
+            zone_hit[j] = _zone_match(x[j], tol[j], a, b) == 1
         for t in range(nc):
             for h in range(3):
                 for k in range(3):
