@@ -313,3 +313,64 @@ def test_consensus_prefers_the_simplest_cell_that_explains_the_lines():
     np.testing.assert_allclose(values[:, col["tetragonal_minus_orthorhombic"]],
                                values[:, col["index_excess_refined_tetragonal"]]
                                - values[:, col["index_excess_orthorhombic"]])
+
+
+# ---- the fast paths of the searches decide exactly what the plain searches decide
+
+_coef = st.floats(0.002, 0.4)
+_line = st.floats(0.01, 0.9)
+_tol = st.floats(1e-5, 5e-3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_line, _tol, _coef, _coef, _coef)
+def test_orthorhombic_line_match_agrees_with_the_residual_search(xj, tj, a, b, c):
+    exact = lh._resid_ortho(xj, tj, a, b, c, 0) >= 0
+    assert lh._ortho_any(xj, tj, a, b, c, 0) == exact
+    assert lh._ortho_hit(xj, tj, a, b, c, *lh._sorted3(a, b, c)) == exact
+    m = lh._ortho_match(xj, tj, *lh._sorted3(a, b, c))
+    assert m < 0 or bool(m) == exact
+
+
+@settings(max_examples=300, deadline=None)
+@given(_line, _tol, _coef, _coef)
+def test_zone_line_match_agrees_with_the_plain_search(xj, tj, a, b):
+    a, b = max(a, b), min(a, b)
+    exact = lh._zone_any(xj, tj, a, b)
+    m = lh._zone_match(xj, tj, a, b)
+    assert m < 0 or bool(m) == exact
+    # a line the zone indexes is indexed by any cell built on it
+    if m == 1:
+        assert lh._resid_ortho(xj, tj, a, b, 0.05, 0) >= 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(_line, _tol, _coef, _coef, _coef, st.floats(-0.9, 0.9), st.integers(0, 5))
+def test_monoclinic_first_match_agrees_with_the_residual_search(xj, tj, p, u, r, cos_beta, cond):
+    d = cos_beta * np.sqrt(p * r)
+    assert lh._mono_any(xj, tj, p, u, r, d, cond) == (lh._resid_mono(xj, tj, p, u, r, d, cond) >= 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_line, _tol), min_size=1, max_size=20), st.floats(0.0, 50.0), st.floats(0.0, 20.0),
+       st.floats(0.0, 5.0))
+def test_chance_floor_is_below_the_chance(lines, c_vol, c_face, c_edge):
+    x, tol = np.array(lines).T.copy()
+    n = x.size
+    assert lh._chance_floor(x, tol, n, c_vol, c_face, c_edge) <= lh._chance(x, tol, n, c_vol, c_face, c_edge)
+
+
+def test_centring_reuses_the_consensus_search_and_equals_its_own():
+    rng = np.random.default_rng(2)
+    rows = [_cubic_d(5.43), _tetragonal_d(4.6, 3.0), _hexagonal_d(3.2, 5.1)] + \
+        [sorted(rng.uniform(1.2, 8.0, 12), reverse=True) for _ in range(5)]
+    peaks = _peaks_from_d(rows)
+    alone = lh.centring_features(peaks)
+    features.BLOCKS["consensus"](peaks, 1)
+    after = features.BLOCKS["centring"](peaks, 1)[0]
+    np.testing.assert_array_equal(after, alone)
+    # another table (even with equal values) is searched again; the returned arrays are the caller's own
+    copy = features.Peaks(*[a.copy() for a in peaks])
+    np.testing.assert_array_equal(lh.centring_features(copy), alone)
+    after[:] = 99.0
+    np.testing.assert_array_equal(features.BLOCKS["centring"](peaks, 1)[0], alone)
