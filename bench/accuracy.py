@@ -322,6 +322,36 @@ def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_
     return X, labels
 
 
+def measured_views(set_name: str, conditions: Conditions, feature_set: str, peak_params: dict, cache: Path,
+                   offsets) -> list[np.ndarray]:
+    """Features of a labelled measured set's peak lists moved by each non-zero offset (rows as
+    :func:`measured_features`; for shift averaging, :func:`xrdbatch.features.shifted_views`)."""
+    from xrdbatch import readers, score
+
+    offsets = [float(o) for o in offsets if o != 0]
+    files = MEASURED_SETS[set_name]()
+    key = _key("views", set_name, list(files["path"]), conditions.to_json(), peak_params, feature_set, offsets,
+               features.feature_names(feature_set), _feature_code())
+    path = cache / f"V_{set_name}_{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        return [z[f"v{i}"] for i in range(len(offsets))]
+    views = [[] for _ in offsets]
+    for rec in files.to_dict("records"):
+        try:
+            pattern = readers.read_patterns(rec["path"])[0]
+            tt, y, _ = score.prepare_pattern(pattern, conditions, rec["wavelength"])
+        except Exception:  # noqa: BLE001 - skipped as in measured_features
+            continue
+        peaks = features.find_peaks(tt, y[None, :], conditions.wavelength_angstrom, **peak_params)
+        for i, v in enumerate(features.shifted_views(peaks, feature_set, conditions.wavelength_angstrom, offsets)):
+            views[i].append(v[0])
+    views = [np.array(v, dtype=np.float32).reshape(len(v), -1) for v in views]
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{f"v{i}": v for i, v in enumerate(views)})
+    return views
+
+
 # ============================================================================ models, metrics ====
 def fit_model(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0, balance: bool = False,
               model_params: dict | None = None, space_group_rows=None, sg_synthetic_weight: float | None = None):
@@ -358,10 +388,13 @@ def _balanced(X, systems, sg, random_state):
     return X[idx], systems[idx], sg[idx]
 
 
-def scores(model, X, labels: pd.DataFrame, calibrator=None) -> dict:
-    """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows."""
-    proba = None if calibrator is None else calibrator.transform(model.predict_proba(X))
-    frame = model.predict_frame(X, top_k=5, proba=proba)
+def scores(model, X, labels: pd.DataFrame, calibrator=None, views=()) -> dict:
+    """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows
+    (probabilities averaged over ``X`` and ``views``, the shifted peak lists, when given)."""
+    proba = None
+    if calibrator is not None:
+        proba = calibrator.transform(model.predict_proba_views([X, *views]) if views else model.predict_proba(X))
+    frame = model.predict_frame(X, top_k=5, proba=proba, views=views)
     pred = frame["crystal_system"].to_numpy().astype(str)
     true = labels["crystal_system"].to_numpy().astype(str)
     recall = {s: float(np.mean(pred[true == s] == s)) for s in CRYSTAL_SYSTEMS if np.any(true == s)}
@@ -521,6 +554,10 @@ def main(argv=None) -> int:
     p.add_argument("--sg-weight-rows", default="",
                    help="comma-separated extra rows of the best model with these synthetic space-group weights")
     p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
+    p.add_argument("--shift-average", type=float, default=0.0, metavar="DEG",
+                   help="also a row of the best model with its measured predictions averaged over --shift-views "
+                        "copies of each peak list moved by zero shifts within +-DEG (xrdbatch score --shift-average)")
+    p.add_argument("--shift-views", type=int, default=7, help="copies with --shift-average (default 7)")
     p.add_argument("--heldout", action="store_true",
                    help="also score every model on held-out simulated structure types (grouped 80/20 on "
                         "structure_type, by a hash of the type name, one more fit per model): all held-out rows, "
@@ -565,8 +602,10 @@ def main(argv=None) -> int:
     measured = {s: measured_features(s, conditions, all_sets, peak_params, cache) for s in sets}
     results = {s: [] for s in sets}
 
+    offsets = features.shift_offsets(args.shift_average, args.shift_views)
+
     def run(model_name, X, lab, fset, balance=False, class_mix="catalog", model_params=None, exponent=None,
-            sg_rows=None, sg_weight=args.sg_synthetic_weight):
+            sg_rows=None, sg_weight=args.sg_synthetic_weight, shift_row=False):
         if args.max_train and len(X) > args.max_train:
             sel = np.random.default_rng(0).choice(len(X), args.max_train, replace=False)
             X, lab = X[sel], lab.iloc[sel].reset_index(drop=True)
@@ -586,9 +625,17 @@ def main(argv=None) -> int:
                 r = scores(model, Xm[fset], labm)
                 r.update(model=model_name + suffix, fit_seconds=model.bench_fit_seconds_, n_train=len(X))
                 results[s].append(r)
-            print(f"  {model_name + suffix}: {len(X)} rows, fit {model.bench_fit_seconds_:.1f} s; rruff acc "
-                  f"{results[sets[0]][-1]['accuracy']:.3f} macro {results[sets[0]][-1]['macro_recall']:.3f} "
-                  f"sg@1 {results[sets[0]][-1]['sg_top1']:.3f} sg@5 {results[sets[0]][-1]['sg_top5']:.3f}", flush=True)
+                if shift_row and len(offsets) > 1:
+                    views = measured_views(s, conditions, fset, peak_params, cache, offsets)
+                    r = scores(model, Xm[fset], labm, views=views)
+                    r.update(model=f"{model_name}{suffix}, shift-averaged ({len(offsets)} x +-{args.shift_average:g})",
+                             fit_seconds=model.bench_fit_seconds_, n_train=len(X))
+                    results[s].append(r)
+            n_rows = 2 if shift_row and len(offsets) > 1 else 1
+            for r in results[sets[0]][-n_rows:]:
+                print(f"  {r['model']}: {len(X)} rows, fit {model.bench_fit_seconds_:.1f} s; {sets[0]} acc "
+                      f"{r['accuracy']:.3f} macro {r['macro_recall']:.3f} sg@1 {r['sg_top1']:.3f} "
+                      f"sg@5 {r['sg_top5']:.3f}", flush=True)
         if args.heldout:
             held = heldout_scores(X, lab, n_jobs=args.n_jobs, model_params=model_params, space_group_rows=sg_rows,
                                   sg_synthetic_weight=sg_weight)
@@ -616,7 +663,7 @@ def main(argv=None) -> int:
     for fset in best_sets:
         if not args.no_ideal:
             run(f"{fset}, ideal simulation", *stack(blocks, "ideal", fset), fset)
-        run(f"{fset}, augmented x{args.copies}", *stack(blocks, "aug", fset), fset)
+        run(f"{fset}, augmented x{args.copies}", *stack(blocks, "aug", fset), fset, shift_row=True)
         if args.balance:
             run(f"{fset}, augmented x{args.copies}, balanced", *stack(blocks, "aug", fset), fset, balance=True)
     fset = best_sets[0]

@@ -267,6 +267,53 @@ def test_bundles_from_before_origin_weights_still_score(model_dir, tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_shift_averaging_averages_the_views(model_dir, tmp_path, capsys):
+    """--shift-average: the rows' probabilities are the mean over the shifted peak lists (computed here by hand
+    from the bundle), the same files stay ok, and 0 is the plain scoring."""
+    from xrdbatch import bundle, cli, features
+
+    rng = np.random.default_rng(5)
+    tt = CU.two_theta_deg()
+    (tmp_path / "in").mkdir()
+    counts = [good_counts(rng, tt) for _ in range(4)]
+    for i, c in enumerate(counts):
+        write_xy(tmp_path / "in" / f"p{i}.xy", tt, c)
+    score.score([tmp_path / "in"], str(model_dir), tmp_path / "plain.csv")
+    score.score([tmp_path / "in"], str(model_dir), tmp_path / "zero.csv", shift_average_deg=0.0)
+    summary = score.score([tmp_path / "in"], str(model_dir), tmp_path / "avg.csv", shift_average_deg=0.06,
+                          shift_views=7)
+    plain, zero, avg = (pd.read_csv(tmp_path / f) for f in ("plain.csv", "zero.csv", "avg.csv"))
+    pd.testing.assert_frame_equal(plain, zero)
+    assert summary["ok"] == 4 and (avg["status"] == "ok").all()
+
+    b = bundle.load_bundle(model_dir)
+    grid = [score.prepare_pattern(Pattern(tt, c, "two_theta_deg", {"format": "xy"}), b.conditions, None)
+            for c in counts]
+    peaks = features.find_peaks(grid[0][0], np.stack([g[1] for g in grid]), b.conditions.wavelength_angstrom,
+                                **b.peak_params)
+    offsets = features.shift_offsets(0.06, 7)
+    views = features.shifted_views(peaks, b.feature_set, b.conditions.wavelength_angstrom, offsets)
+    mean = np.mean([b.model.predict_proba(V) for V in views], axis=0)
+    by_file = avg.set_index(avg["file"].map(lambda f: os.path.basename(f)))
+    for i in range(4):
+        row = by_file.loc[f"p{i}.xy"]
+        j = int(np.argmax(mean[i]))
+        assert row["crystal_system"] == b.model.classes_[j]
+        assert row["crystal_system_prob"] == pytest.approx(mean[i, j], rel=1e-5)
+    # the view at an offset is what a pattern measured with that zero error gives
+    moved = features.find_peaks(tt + 0.04, np.stack(counts).astype(np.float32), b.conditions.wavelength_angstrom,
+                                **b.peak_params)
+    again = features.find_peaks(tt, np.stack(counts).astype(np.float32), b.conditions.wavelength_angstrom,
+                                **b.peak_params)
+    shifted = features.shift_peaks(again, 0.04, b.conditions.wavelength_angstrom)
+    np.testing.assert_allclose(shifted.two_theta_deg, moved.two_theta_deg, atol=1e-9)
+    np.testing.assert_allclose(shifted.q_per_angstrom, moved.q_per_angstrom, atol=1e-9)
+    assert cli.main(["score", str(tmp_path / "in"), "--model", str(model_dir), "--out", str(tmp_path / "c.csv"),
+                     "--executor", "serial", "--shift-average", "0.04", "--shift-views", "3"]) == 0
+    with pytest.raises(ValueError, match="shift averaging"):
+        score.score([tmp_path / "in"], str(model_dir), tmp_path / "bad.csv", shift_average_deg=-1)
+
+
 @pytest.mark.slow
 def test_measured_samples_score(model_dir, tmp_path):
     files = [shared_path("measured", "rruff_minerals_dev", "rruff_133.xy"),

@@ -355,9 +355,13 @@ class ModelBundle:
         return (f"ModelBundle({str(self.path)!r}, feature_set={self.feature_set!r}, "
                 f"n_train={self.manifest['training'].get('n_train')})")
 
-    def predict(self, X, top_k: int = 5):
+    def predict(self, X, top_k: int = 5, views=()):
         """Predictions for features ``X (n, n_features)`` made with :meth:`featurize` (or features.extract
         with this bundle's feature set and peak params).
+
+        ``views``: feature matrices of the same patterns with shifted peak lists
+        (:func:`xrdbatch.features.shifted_views`); probabilities are averaged over ``X`` and the views (and then
+        calibrated, when the bundle has a calibration).
 
         Returns
         -------
@@ -369,10 +373,14 @@ class ModelBundle:
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             raise ValueError(f"X must have shape (n, {len(self.feature_names)}) for feature set "
                              f"{self.feature_set!r}; got {X.shape}")
+        views = [np.asarray(V, dtype=np.float32) for V in views]
+        for V in views:
+            if V.shape != X.shape:
+                raise ValueError(f"every view must have the shape of X {X.shape}; got {V.shape}")
         if self.calibrator is not None:
-            return self.model.predict_frame(X, top_k=top_k,
-                                            proba=self.calibrator.transform(self.model.predict_proba(X)))
-        return self.model.predict_frame(X, top_k=top_k)
+            raw = self.model.predict_proba_views([X, *views]) if views else self.model.predict_proba(X)
+            return self.model.predict_frame(X, top_k=top_k, proba=self.calibrator.transform(raw), views=views)
+        return self.model.predict_frame(X, top_k=top_k, views=views)
 
     def featurize(self, two_theta_deg, intensity, wavelength_angstrom: float | None = None) -> np.ndarray:
         """Features of patterns with this bundle's feature set and peak parameters (wavelength: the

@@ -314,7 +314,8 @@ def stage_score(config: dict, ctx: RunContext) -> None:
     out = ctx.path(sc["out"])
     model = ctx.outputs.get("model") or ctx.path(tr["model"])
     summary = score.score(inputs, model, out, wavelength_angstrom=sc.get("wavelength_angstrom"),
-                          executor="dask", client=ctx.client(), progress=True)
+                          executor="dask", client=ctx.client(), progress=True,
+                          shift_average_deg=float(sc["shift_average_deg"]), shift_views=int(sc["shift_views"]))
     ctx.log(f"score: {summary}")
     table = pd.read_parquet(out) if out.endswith(".parquet") else pd.read_csv(out)
     ok = table[table["status"] == "ok"]
@@ -339,7 +340,8 @@ TRAINING_DEFAULTS = {"feature_set": "measured", "split": "grouped", "test_size":
                      "space_group_synthetic_weight": None}
 #: ``[scoring]`` keys the pipeline reads.
 SCORING_DEFAULTS = {"inputs": [], "optional_inputs": [], "examples": [], "examples_dir": "examples",
-                    "examples_seed": 0, "out": "scores.csv", "wavelength_angstrom": None}
+                    "examples_seed": 0, "out": "scores.csv", "wavelength_angstrom": None,
+                    "shift_average_deg": 0.0, "shift_views": 7}
 
 def _section(config: dict, name: str) -> dict:
     """The open ``[training]`` / ``[scoring]`` section over the keys and defaults the stages read."""

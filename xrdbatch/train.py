@@ -477,19 +477,33 @@ class CrystalForest:
         total = proba.sum(axis=1, keepdims=True)
         return np.concatenate(groups), np.divide(proba, total, out=np.zeros_like(proba), where=total > 0)
 
-    def predict_frame(self, X, top_k: int = 5, proba: np.ndarray | None = None) -> pd.DataFrame:
+    def predict_proba_views(self, views) -> np.ndarray:
+        """Crystal-system probabilities averaged over several feature matrices of the same patterns
+        (e.g. :func:`xrdbatch.features.shifted_views`)."""
+        return np.mean([self.predict_proba(V) for V in views], axis=0)
+
+    def predict_frame(self, X, top_k: int = 5, proba: np.ndarray | None = None, views=()) -> pd.DataFrame:
         """The contract's prediction table (see :meth:`xrdbatch.bundle.ModelBundle.predict`).
 
         Columns: crystal_system, crystal_system_prob, space_group_1..k, space_group_prob_1..k (0 and 0.0
         where fewer than k groups are known), a, b, c, alpha, beta, gamma (lattice of the predicted system).
         ``proba`` replaces the forest's crystal-system probabilities (e.g. calibrated ones, issue 8).
+        ``views``: more feature matrices of the same patterns (shifted peak lists); crystal-system and
+        space-group probabilities are averaged over ``X`` and the views (``proba``, when given, is taken as
+        that average), lattice constants come from ``X``.
         """
         X = np.asarray(X, dtype=np.float32)
+        views = [np.asarray(V, dtype=np.float32) for V in views]
         n = X.shape[0]
-        proba = self.predict_proba(X) if proba is None else np.asarray(proba, dtype=np.float64)
+        if proba is None:
+            proba = self.predict_proba_views([X, *views]) if views else self.predict_proba(X)
+        proba = np.asarray(proba, dtype=np.float64)
         best = proba.argmax(axis=1)
         out = {"crystal_system": self.classes_[best].astype(object), "crystal_system_prob": proba[np.arange(n), best]}
         groups, sg_proba = self.space_group_proba(X, proba)
+        for V in views:
+            sg_proba = sg_proba + self.space_group_proba(V, proba)[1]
+        sg_proba = sg_proba / (1 + len(views))
         k = min(top_k, groups.size)
         order = np.argsort(-sg_proba, axis=1, kind="stable")[:, :k]
         for i in range(top_k):
