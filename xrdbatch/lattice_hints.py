@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 
 import numpy as np
 from numba import njit
@@ -1899,34 +1900,39 @@ def _tested_peaks_g(peaks, K: int = N_TEST_PEAKS, tol_deg: float | None = None):
     return xs, tols, gs, counts
 
 
-#: The last :func:`_high_symmetry` result of each thread, keyed by the Peaks arrays it was computed from:
-#: ``block_consensus`` and ``block_centring`` of one feature set run the same trial-cell search, and the second
-#: reuses it instead of repeating it (see :func:`_high_symmetry`).
-_LAST_SEARCH = threading.local()
+#: The centring columns of the last refined search of each thread, with weak references to the Peaks arrays
+#: they were computed from: ``block_consensus`` and ``block_centring`` of one feature set run the same trial-cell
+#: scan, and the second takes the first one's result (once) instead of repeating it (see :func:`_high_symmetry`).
+_LAST_CENTRING = threading.local()
 
 
 def _high_symmetry(peaks, refine: bool = True):
     """``(refined (n, 6), centring (n, 6))`` from one scan of the cubic / tetragonal / hexagonal trial cells.
 
     With ``refine`` False only the centring columns are computed (the refined ones are 0) from the trials of
-    the first :data:`N_SEED_PEAKS` lines. A refined result is remembered for the same ``peaks`` arrays (by
-    identity; Peaks tables are never modified in place) in this thread, so that the centring block of the same
-    feature set does not repeat the search.
+    the first :data:`N_SEED_PEAKS` lines, unless the previous refined search of this thread ran on the very same
+    ``peaks`` arrays (identity, not equality; Peaks tables are never modified in place): then its centring
+    columns, which are the same values, are handed over (once; the reference is dropped).
     """
-    key = tuple(peaks)
-    last = getattr(_LAST_SEARCH, "value", None)
-    if last is not None and len(last[0]) == len(key) and all(a is b for a, b in zip(last[0], key)):
-        return last[1][0].copy(), last[1][1].copy()
+    n = peaks.n_patterns
+    if not refine:
+        last = getattr(_LAST_CENTRING, "value", None)
+        _LAST_CENTRING.value = None
+        if last is not None and len(last[0]) == len(peaks) and all(r() is a for r, a in zip(last[0], peaks)):
+            return np.zeros((n, len(REFINED_NAMES))), last[1]
     xs, tols, gs, counts = _tested_peaks_g(peaks)
-    refined = np.zeros((peaks.n_patterns, len(REFINED_NAMES)))
-    centring = np.zeros((peaks.n_patterns, len(CENTRING_NAMES)))
+    refined = np.zeros((n, len(REFINED_NAMES)))
+    centring = np.zeros((n, len(CENTRING_NAMES)))
     _high_symmetry_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), np.nan_to_num(gs, nan=0.0),
                           counts, np.asarray(CHANCE_SHIFTS, dtype=np.float64), _CUBIC_TABLES, _TET, _HEX,
                           _SEED_N_CUBIC, _SEED_M_TET, _SEED_M_HEX, _SEED_L, N_SEED_PEAKS_REFINED, N_SEED_PEAKS,
                           N_REFINE, N_CENTRING_TRIALS, math.radians(MAX_ZERO_SHIFT_DEG), refine, refined, centring)
     refined[:, 3:] = np.degrees(refined[:, 3:])
     if refine:
-        _LAST_SEARCH.value = (key, (refined, centring))
+        try:
+            _LAST_CENTRING.value = (tuple(weakref.ref(a) for a in peaks), centring)
+        except TypeError:  # a table of something other than arrays: nothing to hand over
+            _LAST_CENTRING.value = None
     return refined, centring
 
 
