@@ -1,9 +1,9 @@
 """CPU cost of the feature sets and their blocks, per pattern, against ``measured`` in the same run.
 
 Peaks are found once (on the labelled RRUFF dev patterns); every block of every requested set is then timed on
-its own, and every set as the product computes it (``features.from_peaks``: blocks in order, a block may reuse
-the search of the block before it, e.g. ``centring`` after ``consensus``), after one warm-up call (numba compiles
-on first use). Each timed call gets a fresh copy of the Peaks table, so nothing is reused across calls. Prints
+its own, and every set as the product computes it (``features.from_peaks``: blocks in order; ``indexed3``'s
+``consensus_centring`` runs one trial-cell scan for the columns of ``consensus`` and ``centring``), after one
+warm-up call (numba compiles on first use). Each timed call gets a fresh copy of the Peaks table. Prints
 CPU and wall time per pattern next to the load average, and each set's cost as a ratio of ``measured`` (the
 product default) measured in the same run.
 
@@ -109,8 +109,7 @@ def main(argv=None) -> int:
         c_blocks = sum(cost[bk][1] for bk in features.FEATURE_SETS[s].blocks)
         print(f"{s:<12} {features.FEATURE_SETS[s].n_features:>5} {1e3 * c / n:15.3f} {1e3 * w / n:16.3f} "
               f"{c / ref:17.2f} {1e3 * c_blocks / n:14.3f}")
-    print("(a set: features.from_peaks, blocks in order, one block may reuse the previous one's search; "
-          "sum of blocks: each block on its own)")
+    print("(a set: features.from_peaks, blocks in order; sum of blocks: each block of the set timed on its own)")
     print(f"load at the end {os.getloadavg()[0]:.1f}")
     return 0
 

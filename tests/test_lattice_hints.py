@@ -360,17 +360,15 @@ def test_chance_floor_is_below_the_chance(lines, c_vol, c_face, c_edge):
     assert lh._chance_floor(x, tol, n, c_vol, c_face, c_edge) <= lh._chance(x, tol, n, c_vol, c_face, c_edge)
 
 
-def test_centring_reuses_the_consensus_search_and_equals_its_own():
+def test_consensus_centring_is_consensus_then_centring():
+    """The combined block (one trial-cell scan) gives the columns and values of the two blocks run apart."""
     rng = np.random.default_rng(2)
     rows = [_cubic_d(5.43), _tetragonal_d(4.6, 3.0), _hexagonal_d(3.2, 5.1)] + \
         [sorted(rng.uniform(1.2, 8.0, 12), reverse=True) for _ in range(5)]
     peaks = _peaks_from_d(rows)
-    alone = lh.centring_features(peaks)
-    features.BLOCKS["consensus"](peaks, 1)
-    after = features.BLOCKS["centring"](peaks, 1)[0]
-    np.testing.assert_array_equal(after, alone)
-    # another table (even with equal values) is searched again; the returned arrays are the caller's own
-    copy = features.Peaks(*[a.copy() for a in peaks])
-    np.testing.assert_array_equal(lh.centring_features(copy), alone)
-    after[:] = 99.0
-    np.testing.assert_array_equal(features.BLOCKS["centring"](peaks, 1)[0], alone)
+    both, names = features.BLOCKS["consensus_centring"](peaks, 1)
+    consensus, c_names = features.BLOCKS["consensus"](peaks, 1)
+    centring, z_names = features.BLOCKS["centring"](peaks, 1)
+    assert names == c_names + z_names
+    np.testing.assert_array_equal(both, np.concatenate([consensus, centring], axis=1))
+    assert np.abs(centring).sum() > 0  # the example exercises the centring columns

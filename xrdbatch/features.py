@@ -480,7 +480,8 @@ for _name, _doc in (
         ("fractions", "Excess of 1/d^2 pair ratios at fractions by denominator"),
         ("refined", "Cubic / tetragonal / hexagonal trial indexing refined with a zero-shift term"),
         ("low_symmetry_refined", "Orthorhombic / monoclinic trial indexing with zero-shift refinement"),
-        ("consensus", "Refined cubic/tetragonal/hexagonal + orthorhombic/monoclinic indexing and their differences")):
+        ("consensus", "Refined cubic/tetragonal/hexagonal + orthorhombic/monoclinic indexing and their differences"),
+        ("consensus_centring", "consensus + centring from one cubic/tetragonal/hexagonal trial-cell scan")):
     BLOCKS[_name] = _lattice_hints_block(f"block_{_name}", _doc)
 del _name, _doc
 
@@ -533,7 +534,7 @@ FEATURE_SETS: dict[str, FeatureSpec] = {
                             "indexed + excess of 1/d^2 pair ratios at fractions by denominator (integers, halves, "
                             "thirds, quarters, eighths), over the first 15 and over the 12 strongest peaks"),
     "indexed3": FeatureSpec((("q", 20), ("q2_ratio", 10), ("height", 10), ("strongest_q", 10), ("count", 1),
-                             ("counts", 1), ("density", 1), ("consensus", 1), ("centring", 1), ("ratios", 1)),
+                             ("counts", 1), ("density", 1), ("consensus_centring", 1), ("ratios", 1)),
                             "indexed with the cubic/tetragonal/hexagonal trial cells refined with a zero-shift term "
                             "(replacing the unrefined scores), and differences of the excess matches between crystal "
                             "systems (the simplest cell that explains the lines)"),

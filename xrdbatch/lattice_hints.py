@@ -56,8 +56,6 @@ Numbers only (numpy + one numba kernel).
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 
 import numpy as np
 from numba import njit
@@ -1327,8 +1325,7 @@ def centring_features(peaks) -> np.ndarray:
     Each column is (best excess under the condition - best primitive excess) / tested peaks: near 0 when the
     condition is consistent with every indexed line (and fewer calculated lines give it a small bonus),
     negative when lines the condition forbids are observed. The best primitive cells come from the trial-cell
-    scan of :func:`refined_indexing_scores` (reused when it just ran on the same peaks, see
-    :func:`_high_symmetry`).
+    scan of :func:`refined_indexing_scores` (:func:`block_consensus_centring` runs it once for both).
     """
     return _high_symmetry(peaks, refine=False)[1]
 
@@ -1900,26 +1897,14 @@ def _tested_peaks_g(peaks, K: int = N_TEST_PEAKS, tol_deg: float | None = None):
     return xs, tols, gs, counts
 
 
-#: The centring columns of the last refined search of each thread, with weak references to the Peaks arrays
-#: they were computed from: ``block_consensus`` and ``block_centring`` of one feature set run the same trial-cell
-#: scan, and the second takes the first one's result (once) instead of repeating it (see :func:`_high_symmetry`).
-_LAST_CENTRING = threading.local()
-
-
 def _high_symmetry(peaks, refine: bool = True):
     """``(refined (n, 6), centring (n, 6))`` from one scan of the cubic / tetragonal / hexagonal trial cells.
 
     With ``refine`` False only the centring columns are computed (the refined ones are 0) from the trials of
-    the first :data:`N_SEED_PEAKS` lines, unless the previous refined search of this thread ran on the very same
-    ``peaks`` arrays (identity, not equality; Peaks tables are never modified in place): then its centring
-    columns, which are the same values, are handed over (once; the reference is dropped).
+    the first :data:`N_SEED_PEAKS` lines; with ``refine`` the centring columns come from the same scan (the
+    centring trials are an in-order subset of the refined ones), which :func:`block_consensus_centring` uses.
     """
     n = peaks.n_patterns
-    if not refine:
-        last = getattr(_LAST_CENTRING, "value", None)
-        _LAST_CENTRING.value = None
-        if last is not None and len(last[0]) == len(peaks) and all(r() is a for r, a in zip(last[0], peaks)):
-            return np.zeros((n, len(REFINED_NAMES))), last[1]
     xs, tols, gs, counts = _tested_peaks_g(peaks)
     refined = np.zeros((n, len(REFINED_NAMES)))
     centring = np.zeros((n, len(CENTRING_NAMES)))
@@ -1928,11 +1913,6 @@ def _high_symmetry(peaks, refine: bool = True):
                           _SEED_N_CUBIC, _SEED_M_TET, _SEED_M_HEX, _SEED_L, N_SEED_PEAKS_REFINED, N_SEED_PEAKS,
                           N_REFINE, N_CENTRING_TRIALS, math.radians(MAX_ZERO_SHIFT_DEG), refine, refined, centring)
     refined[:, 3:] = np.degrees(refined[:, 3:])
-    if refine:
-        try:
-            _LAST_CENTRING.value = (tuple(weakref.ref(a) for a in peaks), centring)
-        except TypeError:  # a table of something other than arrays: nothing to hand over
-            _LAST_CENTRING.value = None
     return refined, centring
 
 
@@ -1980,3 +1960,12 @@ def block_consensus(peaks, k):
     low = low_symmetry_features(peaks)
     return (np.concatenate([refined, low, cross_system_features(refined, low)], axis=1),
             list(REFINED_NAMES) + list(LOW_SYMMETRY_NAMES) + list(CROSS_NAMES))
+
+
+def block_consensus_centring(peaks, k):
+    """:func:`block_consensus` then :func:`block_centring`, from one scan of the cubic / tetragonal / hexagonal
+    trial cells (the same columns and values as the two blocks one after the other)."""
+    refined, centring = _high_symmetry(peaks)
+    low = low_symmetry_features(peaks)
+    return (np.concatenate([refined, low, cross_system_features(refined, low), centring], axis=1),
+            list(REFINED_NAMES) + list(LOW_SYMMETRY_NAMES) + list(CROSS_NAMES) + list(CENTRING_NAMES))
