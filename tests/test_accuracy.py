@@ -80,3 +80,19 @@ def test_bench_main_learning_curve_class_mix_and_space_group_rows(tmp_path):
                                       ["measured"], {}, tmp_path / "cache", 0, 1, log=lambda s: None)
     X, lab = accuracy.stack(blocks, "aug", "measured")
     assert len(X) == len(lab) == 12
+
+
+def test_realism_widths_of_known_peaks():
+    """bench/realism.py: the FWHM of Gaussian peaks of known sigma (2.355 sigma) at their positions, strongest
+    first, and the band summary counts them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import realism
+
+    tt = np.arange(5.0, 90.0, 0.01)
+    centres, sigmas = (20.0, 45.0, 70.0), (0.04, 0.06, 0.1)
+    y = sum(h * np.exp(-0.5 * ((tt - c) / s) ** 2) for c, s, h in zip(centres, sigmas, (1.0, 0.7, 0.4))) + 0.01
+    widths = realism.strongest_widths(tt, y[None, :], n_peaks=3)
+    np.testing.assert_allclose(widths[:, 0], centres, atol=0.011)
+    np.testing.assert_allclose(widths[:, 1], 2.3548 * np.array(sigmas), atol=0.021)
+    lines = realism.summary(widths, np.array([3]))
+    assert "median 3" in lines[0] and sum(" 1 peaks" in line for line in lines) == 3
