@@ -657,8 +657,11 @@ def _mono_ok(i, j, l, cond):
 
 
 @njit(cache=True, nogil=True)
-def _resid_mono(xj, tj, p, u, r, d, cond):
-    """Smallest residual of x = i^2 p + j^2 u + l^2 r + 2 i l d over allowed (i, j, l), or -1."""
+def _resid_mono(xj, tj, p, u, r, d, cond, first=False):
+    """Smallest residual of x = i^2 p + j^2 u + l^2 r + 2 i l d over allowed (i, j, l), or -1.
+
+    ``first``: return the residual of the first allowed (i, j, l) within ``tj`` instead of the smallest (for
+    hit-or-miss tests: ``>= 0`` either way, found sooner)."""
     best = -1.0
     rr = r - d * d / p  # minimum over i of the (i, l) form per l^2
     if rr <= 0:
@@ -681,33 +684,9 @@ def _resid_mono(xj, tj, p, u, r, d, cond):
                 e = abs(p * i * i + 2 * i * l * d + q)
                 if e <= tj and (best < 0 or e < best) and _mono_ok(i, j, l, cond):
                     best = e
+                    if first:
+                        return best
     return best
-
-
-@njit(cache=True, nogil=True)
-def _mono_any(xj, tj, p, u, r, d, cond):
-    """``_resid_mono(xj, tj, p, u, r, d, cond) >= 0`` (same enumeration and arithmetic), returning at the first
-    allowed (i, j, l) within ``tj``."""
-    rr = r - d * d / p
-    if rr <= 0:
-        return False
-    lmax = int(math.sqrt((xj + tj) / rr))
-    jmax = int(math.sqrt((xj + tj) / u))
-    for j in range(jmax + 1):
-        r1 = xj - j * j * u
-        for l in range(-lmax, lmax + 1):
-            q = l * l * r - r1
-            disc = l * l * d * d - p * q
-            if disc < -tj * p:
-                continue
-            sd = math.sqrt(max(disc, 0.0))
-            for root in ((-l * d + sd) / p, (-l * d - sd) / p):
-                i = int(math.floor(root + 0.5))
-                if i == 0 and j == 0 and l == 0:
-                    continue
-                if abs(p * i * i + 2 * i * l * d + q) <= tj and _mono_ok(i, j, l, cond):
-                    return True
-    return False
 
 
 @njit(cache=True, nogil=True)
@@ -718,7 +697,7 @@ def _mono_excess(x, tol, n, p, u, r, d, cond, frac):
         return -1e9
     hits = 0
     for j in range(n):
-        if _mono_any(x[j], tol[j], p, u, r, d, cond):
+        if _resid_mono(x[j], tol[j], p, u, r, d, cond, True) >= 0:
             hits += 1
     return hits - _chance(x, tol, n, frac * math.pi / 2.0 / math.sqrt(det),
                           frac * math.pi / 4.0 / math.sqrt(p * r - d * d), frac * 0.25 / math.sqrt(u))
@@ -1139,7 +1118,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                 # _mono_eval(..., 0, 1.0), stopping once the misses rule the cell out (same result)
                 hits = 0
                 for j in range(n):
-                    if _mono_any(x[j], tol[j], p, u, r, d, 0):
+                    if _resid_mono(x[j], tol[j], p, u, r, d, 0, True) >= 0:
                         hits += 1
                     elif n - (j + 1 - hits) - chance <= m_best:
                         hits = -1
