@@ -284,12 +284,25 @@ MEASURED_SETS = {
 }
 
 
+def measured_patterns(files: pd.DataFrame, conditions: Conditions):
+    """``(record, two_theta, intensity)`` of every readable file of a measured set (``MEASURED_SETS[...]()``),
+    on the model's 2-theta terms as ``xrdbatch score`` prepares them; unreadable files are reported and skipped."""
+    from xrdbatch import readers, score
+
+    for rec in files.to_dict("records"):
+        try:
+            pattern = readers.read_patterns(rec["path"])[0]
+            tt, y, _ = score.prepare_pattern(pattern, conditions, rec["wavelength"])
+        except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal
+            print(f"  skipped {rec['path']}: {exc}")
+            continue
+        yield rec, tt, y
+
+
 def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_params: dict, cache: Path,
                       limit: int | None = None):
     """``({set: X}, labels DataFrame)`` of a labelled measured set, on the model's 2-theta terms
     (the first ``limit`` files only, when given)."""
-    from xrdbatch import readers, score
-
     files = MEASURED_SETS[set_name]()
     if limit is not None:
         files = files.head(limit)
@@ -302,13 +315,7 @@ def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_
         return {s: z[s] for s in feature_sets}, labels
     X = {s: [] for s in feature_sets}
     rows = []
-    for rec in files.to_dict("records"):
-        try:
-            pattern = readers.read_patterns(rec["path"])[0]
-            tt, y, _ = score.prepare_pattern(pattern, conditions, rec["wavelength"])
-        except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal
-            print(f"  skipped {rec['path']}: {exc}")
-            continue
+    for rec, tt, y in measured_patterns(files, conditions):
         peaks = features.find_peaks(tt, y[None, :], conditions.wavelength_angstrom, **peak_params)
         for s in feature_sets:
             X[s].append(features.from_peaks(peaks, s)[0])
@@ -326,8 +333,6 @@ def measured_views(set_name: str, conditions: Conditions, feature_set: str, peak
                    offsets) -> list[np.ndarray]:
     """Features of a labelled measured set's peak lists moved by each non-zero offset (rows as
     :func:`measured_features`; for shift averaging, :func:`xrdbatch.features.shifted_views`)."""
-    from xrdbatch import readers, score
-
     offsets = [float(o) for o in offsets if o != 0]
     files = MEASURED_SETS[set_name]()
     key = _key("views", set_name, list(files["path"]), conditions.to_json(), peak_params, feature_set, offsets,
@@ -337,12 +342,7 @@ def measured_views(set_name: str, conditions: Conditions, feature_set: str, peak
         z = np.load(path)
         return [z[f"v{i}"] for i in range(len(offsets))]
     views = [[] for _ in offsets]
-    for rec in files.to_dict("records"):
-        try:
-            pattern = readers.read_patterns(rec["path"])[0]
-            tt, y, _ = score.prepare_pattern(pattern, conditions, rec["wavelength"])
-        except Exception:  # noqa: BLE001 - skipped as in measured_features
-            continue
+    for _, tt, y in measured_patterns(files, conditions):
         peaks = features.find_peaks(tt, y[None, :], conditions.wavelength_angstrom, **peak_params)
         for i, v in enumerate(features.shifted_views(peaks, feature_set, conditions.wavelength_angstrom, offsets)):
             views[i].append(v[0])

@@ -28,8 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.accuracy import DEFAULT_CACHE, MEASURED_SETS, reflections_of_catalog, target_conditions  # noqa: E402
-from xrdbatch import augment, features, readers, score  # noqa: E402
+from bench.accuracy import (DEFAULT_CACHE, MEASURED_SETS, measured_patterns, reflections_of_catalog,  # noqa: E402
+                            target_conditions)
+from xrdbatch import augment, features  # noqa: E402
 
 BANDS_DEG = (5, 20, 35, 50, 65, 80)
 
@@ -84,30 +85,22 @@ def main(argv=None) -> int:
     conditions = target_conditions()
     peak_params = json.loads(args.peak_params)
 
-    files = MEASURED_SETS[args.set]()
-    tt_m, rows_m = None, []
-    for rec in files.to_dict("records"):
-        try:
-            pattern = readers.read_patterns(rec["path"])[0]
-            tt_m, y, _ = score.prepare_pattern(pattern, conditions, rec["wavelength"])
-        except Exception as exc:  # noqa: BLE001 - an unreadable file is reported, not fatal
-            print(f"  skipped {rec['path']}: {exc}")
-            continue
-        rows_m.append(y)
-    rows_m = np.stack(rows_m)
+    # measured files may sit on different grids (ranges): widths and peak counts file by file
+    widths_m, counts_m = [], []
+    for _, tt, y in measured_patterns(MEASURED_SETS[args.set](), conditions):
+        widths_m.append(strongest_widths(tt, y[None, :]))
+        counts_m.append(features.find_peaks(tt, y[None, :], conditions.wavelength_angstrom, **peak_params).count[0])
+    print(f"measured: {args.set} ({len(counts_m)} patterns)")
+    print("\n".join(summary(np.concatenate(widths_m), np.array(counts_m))))
 
     refls, _ = reflections_of_catalog(args.catalog, conditions.d_min_angstrom * 0.98, args.cache)
     pick = np.random.default_rng(0).choice(len(refls), min(args.n, len(refls)), replace=False)
     params = augment.AugmentParams.from_dict(json.loads(args.augment_params))
-    rows_s, _ = augment.measured_patterns([refls[i] for i in pick], conditions, params=params, seed=0)
-    tt_s = conditions.two_theta_deg()
-
-    for name, tt, rows in ((f"measured: {args.set} ({len(rows_m)} patterns)", tt_m, rows_m),
-                           (f"simulated: {len(rows_s)} structures of {Path(args.catalog).name}, augmentation "
-                            f"{args.augment_params}", tt_s, rows_s)):
-        peaks = features.find_peaks(tt, rows, conditions.wavelength_angstrom, **peak_params)
-        print(name)
-        print("\n".join(summary(strongest_widths(tt, rows), peaks.count)))
+    rows, _ = augment.measured_patterns([refls[i] for i in pick], conditions, params=params, seed=0)
+    tt = conditions.two_theta_deg()
+    peaks = features.find_peaks(tt, rows, conditions.wavelength_angstrom, **peak_params)
+    print(f"simulated: {len(rows)} structures of {Path(args.catalog).name}, augmentation {args.augment_params}")
+    print("\n".join(summary(strongest_widths(tt, rows), peaks.count)))
     print(f"load {os.getloadavg()[0]:.1f}")
     return 0
 
