@@ -310,8 +310,9 @@ def test_shift_averaging_averages_the_views(model_dir, tmp_path, capsys):
     np.testing.assert_allclose(shifted.q_per_angstrom, moved.q_per_angstrom, atol=1e-9)
     assert cli.main(["score", str(tmp_path / "in"), "--model", str(model_dir), "--out", str(tmp_path / "c.csv"),
                      "--executor", "serial", "--shift-average", "0.04", "--shift-views", "3"]) == 0
-    with pytest.raises(ValueError, match="shift averaging"):
-        score.score([tmp_path / "in"], str(model_dir), tmp_path / "bad.csv", shift_average_deg=-1)
+    for bad in ({"shift_average_deg": -1}, {"shift_average_deg": 0.04, "shift_views": 4}):
+        with pytest.raises(ValueError, match="shift averaging"):
+            score.score([tmp_path / "in"], str(model_dir), tmp_path / "bad.csv", **bad)
 
 
 @pytest.mark.slow

@@ -289,8 +289,8 @@ def _add_score(sub):
                         "within +-DEG degrees 2-theta (e.g. 0.06; costs --shift-views x the feature time; "
                         "+2-3 points on measured minerals, issue 8)")
     p.add_argument("--shift-views", type=int, default=7, metavar="N",
-                   help="number of shifted copies with --shift-average, evenly spread, 0 included when odd "
-                        "(default 7)")
+                   help="number of copies with --shift-average (odd: evenly spread, the unshifted one in the "
+                        "middle; default 7)")
     _add_cluster_options(p)
     return p
 

@@ -573,15 +573,16 @@ def shift_peaks(peaks: Peaks, offset_deg: float, wavelength_angstrom: float) -> 
     return peaks._replace(two_theta_deg=pos, q_per_angstrom=q)
 
 
-def shift_offsets(max_deg: float, n_views: int = 3) -> np.ndarray:
-    """``n_views`` zero-shift offsets evenly spread over ``[-max_deg, +max_deg]`` (0 included when ``n_views``
-    is odd). ``max_deg`` 0 or ``n_views`` 1 gives ``[0]`` (no averaging).
+def shift_offsets(max_deg: float, n_views: int = 7) -> np.ndarray:
+    """``n_views`` (odd) zero-shift offsets evenly spread over ``[-max_deg, +max_deg]``, 0 in the middle.
+    ``max_deg`` 0 or ``n_views`` 1 gives ``[0]`` (no averaging).
 
     >>> shift_offsets(0.06, 7).round(3).tolist()
     [-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06]
     """
-    if max_deg < 0 or n_views < 1:
-        raise ValueError(f"shift averaging needs max_deg >= 0 and n_views >= 1; got {max_deg!r}, {n_views!r}")
+    if max_deg < 0 or n_views < 1 or n_views % 2 == 0:
+        raise ValueError(f"shift averaging needs max_deg >= 0 and an odd number of views (the unshifted peak list "
+                         f"in the middle); got max_deg {max_deg!r}, views {n_views!r}")
     if max_deg == 0 or n_views == 1:
         return np.zeros(1)
     return np.linspace(-max_deg, max_deg, int(n_views))

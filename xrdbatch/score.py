@@ -563,7 +563,7 @@ def merge_parts(out, previous: bool = False) -> int:
 def score(inputs, model, out, *, wavelength_angstrom: float | None = None, format: str | None = None,
           resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, executor: str = "serial", client=None,
           progress: bool = False, endpoint_url: str | None = None, abstain: float | None = None,
-          abstain_accuracy: float | None = None, shift_average_deg: float = 0.0, shift_views: int = 3) -> dict:
+          abstain_accuracy: float | None = None, shift_average_deg: float = 0.0, shift_views: int = 7) -> dict:
     """Score measured files with a model bundle (local folder or registry URL) into ``out``.
 
     Parameters
@@ -585,7 +585,7 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
     abstain_accuracy : float, optional
         Instead of ``abstain``: the bundle's threshold for this target accuracy (:func:`abstain_threshold`).
     shift_average_deg, shift_views : float, int
-        Average the predictions over ``shift_views`` copies of each peak list moved by zero shifts spread over
+        Average the predictions over ``shift_views`` (odd) copies of each peak list moved by zero shifts spread over
         ``+-shift_average_deg`` (:func:`xrdbatch.features.shift_offsets`; 0 = off). Costs ``shift_views`` x the
         feature time; worth ~2-3 points of crystal-system accuracy on measured minerals (issue 8, session 4).
 
