@@ -326,7 +326,7 @@ _tol = st.floats(1e-5, 5e-3)
 @given(_line, _tol, _coef, _coef, _coef)
 def test_orthorhombic_line_match_agrees_with_the_residual_search(xj, tj, a, b, c):
     exact = lh._resid_ortho(xj, tj, a, b, c, 0) >= 0
-    assert lh._ortho_any(xj, tj, a, b, c, 0) == exact
+    assert (lh._resid_ortho(xj, tj, a, b, c, 0, True) >= 0) == exact
     assert lh._ortho_hit(xj, tj, a, b, c, *lh._sorted3(a, b, c)) == exact
     m = lh._ortho_match(xj, tj, *lh._sorted3(a, b, c))
     assert m < 0 or bool(m) == exact

@@ -424,8 +424,11 @@ def _ortho_ok(h, k, l, cond):
 
 
 @njit(cache=True, nogil=True)
-def _resid_ortho(xj, tj, a, b, c, cond):
-    """Smallest |h^2 a + k^2 b + l^2 c - xj| over allowed (h, k, l) != 0, or -1 when above ``tj``."""
+def _resid_ortho(xj, tj, a, b, c, cond, first=False):
+    """Smallest |h^2 a + k^2 b + l^2 c - xj| over allowed (h, k, l) != 0, or -1 when above ``tj``.
+
+    ``first``: return the residual of the first allowed (h, k, l) within ``tj`` instead of the smallest (for
+    hit-or-miss tests: ``>= 0`` either way, found sooner)."""
     best = -1.0
     lmax = int(math.sqrt((xj + tj) / c))
     for l in range(lmax + 1):
@@ -440,26 +443,9 @@ def _resid_ortho(xj, tj, a, b, c, cond):
                 e = abs(h * h * a - r)
                 if e <= tj and (best < 0 or e < best) and _ortho_ok(h, k, l, cond):
                     best = e
+                    if first:
+                        return best
     return best
-
-
-@njit(cache=True, nogil=True)
-def _ortho_any(xj, tj, a, b, c, cond):
-    """``_resid_ortho(xj, tj, a, b, c, cond) >= 0`` (same enumeration and arithmetic), returning at the first
-    allowed (h, k, l) within ``tj`` instead of searching on for the smallest residual."""
-    lmax = int(math.sqrt((xj + tj) / c))
-    for l in range(lmax + 1):
-        r1 = xj - l * l * c
-        kmax = int(math.sqrt(max(r1 + tj, 0.0) / b))
-        for k in range(kmax + 1):
-            r = r1 - k * k * b
-            h0 = int(math.sqrt(max(r, 0.0) / a))
-            for h in range(h0, h0 + 2):
-                if h == 0 and k == 0 and l == 0:
-                    continue
-                if abs(h * h * a - r) <= tj and _ortho_ok(h, k, l, cond):
-                    return True
-    return False
 
 
 #: Rounding margin of :func:`_ortho_match` and :func:`_zone_match`: residuals are differences of numbers
@@ -471,7 +457,7 @@ MATCH_MARGIN = 1e-12
 @njit(cache=True, nogil=True)
 def _ortho_match(xj, tj, p, q, s):
     """Whether a primitive orthorhombic cell indexes the line ``xj``, decided cheaply: 1 (yes), 0 (no) or -1
-    (within :data:`MATCH_MARGIN` of the tolerance: ask :func:`_ortho_any`, whose rounding decides).
+    (within :data:`MATCH_MARGIN` of the tolerance: ask :func:`_resid_ortho`, whose rounding decides).
 
     ``p >= q >= s`` are the cell's metric coefficients sorted: the two largest (fewest indices below ``xj``)
     are enumerated and the index of the smallest is solved for, which visits ~(x/p)^1/2 (x/q)^1/2 index pairs
@@ -517,7 +503,7 @@ def _ortho_hit(xj, tj, a, b, c, p, q, s):
     m = _ortho_match(xj, tj, p, q, s)
     if m >= 0:
         return m == 1
-    return _ortho_any(xj, tj, a, b, c, 0)
+    return _resid_ortho(xj, tj, a, b, c, 0, True) >= 0
 
 
 @njit(cache=True, nogil=True)
@@ -995,7 +981,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
     for j in range(n):
         if strong[j]:
             n_strong += 1
-            if _ortho_any(x[j], tol[j], a, b, c, 0):
+            if _resid_ortho(x[j], tol[j], a, b, c, 0, True) >= 0:
                 hit_strong += 1
     out[9] = hit_strong / max(n_strong, 1)
     la = 0.5 * math.log(a)
@@ -1016,7 +1002,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
         for cond in range(ortho_frac.shape[0]):
             hits = 0
             for j in range(n):
-                if _ortho_any(x[j], tol[j], kA[q], kB[q], kC[q], cond):
+                if _resid_ortho(x[j], tol[j], kA[q], kB[q], kC[q], cond, True) >= 0:
                     hits += 1
             s = hits - _chance_ortho(x, tol, n, kA[q], kB[q], kC[q], ortho_frac[cond])
             if s > best_cond[cond]:
@@ -1049,7 +1035,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
             r = axes[(ua + 2) % 3]
             nv = 0
             for j in range(n):
-                if match[j] == 1 or (match[j] < 0 and _ortho_any(x[j], tol[j], p, u, r, 0)):
+                if match[j] == 1 or (match[j] < 0 and _resid_ortho(x[j], tol[j], p, u, r, 0, True) >= 0):
                     continue
                 for i in range(1, 3):
                     for jj in range(3):
