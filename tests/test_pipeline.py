@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xrdbatch import config, pipeline, store
@@ -90,3 +91,14 @@ def test_training_data_recipe_is_one_run(tmp_path):
     assert manifest["training"]["space_group_synthetic_weight"] == 0.0
     assert set(manifest["training"]["origins"]) == {"real", "variant", "synthetic"}
     assert all(s["origin_from"] == "store" for s in manifest["training"]["source"]["stores"])  # its source coord
+
+    # the recipe's scoring with shift averaging ([scoring] shift_average_deg / shift_views) on the same run
+    cfg = config.load_config(pipeline.DEMO_CONFIG, [
+        *SMALL, "sources.specs=['synthetic:30', 'builtin:prototypes']", f"out_dir='{tmp_path / 'run'}'",
+        "scoring.optional_inputs=[]", "scoring.shift_average_deg=0.04", "scoring.shift_views=3"])
+    pipeline.run(cfg, stages=["examples", "score"], log=lines.append)
+    cfg["scoring"].update(shift_average_deg=0.0, out="plain.csv")
+    pipeline.run(cfg, stages=["examples", "score"], log=lines.append)
+    avg, plain = (pd.read_csv(tmp_path / "run" / f).sort_values("file") for f in ("scores.csv", "plain.csv"))
+    assert len(avg) == len(plain) > 0 and (avg["status"] == "ok").all()
+    assert not np.allclose(avg["crystal_system_prob"], plain["crystal_system_prob"])  # the averaging took place
