@@ -411,14 +411,17 @@ def scores(model, X, labels: pd.DataFrame, calibrator=None, views=()) -> dict:
 
 
 def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0, model_params=None,
-                   space_group_rows=None, test_size: float = 0.2, sg_synthetic_weight: float | None = None) -> dict:
+                   space_group_rows=None, test_size: float = 0.2, sg_synthetic_weight: float | None = None,
+                   views_of=None) -> dict:
     """Scores on held-out *simulated* structure types: the tuning signal that is not the measured set.
 
     Grouped on ``structure_type``: about ``test_size`` of the types, chosen by a hash of the name (so the same
     real types are held out whatever synthetic catalogs are added); all copies and variants of a structure stay
     on one side.
 
-    ``{"all": scores, "real": scores on the held-out real structures and their variants}``.
+    ``{"all": scores, "real": scores on the held-out real structures and their variants}``; with ``views_of``
+    (held-out row indices -> shifted views of those rows, :func:`augmented_views`) also ``"all, shift-averaged"``
+    and ``"real, shift-averaged"``.
     """
     # a structure type is held out by a hash of its name: the same real types are held out whatever else is trained
     types = labels["structure_type"].astype(str)
@@ -430,12 +433,56 @@ def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: in
                       model_params=model_params, space_group_rows=rows, sg_synthetic_weight=sg_synthetic_weight)
     lab = labels.iloc[test].reset_index(drop=True)
     out = {"all": scores(model, X[test], lab)}
+    views = views_of(test) if views_of is not None else []
+    if views:
+        out["all, shift-averaged"] = scores(model, X[test], lab, views=views)
     real = lab["origin"] == "real"
     if real.any():
-        out["real"] = scores(model, X[test][real.to_numpy()], lab[real].reset_index(drop=True))
+        m = real.to_numpy()
+        out["real"] = scores(model, X[test][m], lab[real].reset_index(drop=True))
+        if views:
+            out["real, shift-averaged"] = scores(model, X[test][m], lab[real].reset_index(drop=True),
+                                                 views=[V[m] for V in views])
     for r in out.values():
         r["n_train"] = int(len(train))
     return out
+
+
+def _views_chunk(items, conditions, params, seed, fset, peak_params, offsets):
+    """``(X (n, f), [view (n, f) per non-zero offset])`` of augmented rows ``items`` = [(refl, copy, index)],
+    rendered exactly as :func:`simulated_features` rendered them (same seed, copy and pattern index)."""
+    rows = np.concatenate([augment.measured_patterns([refl], conditions, params=params, seed=seed, copy=copy,
+                                                     index_offset=index)[0] for refl, copy, index in items])
+    peaks = features.find_peaks(conditions.two_theta_deg(), rows, conditions.wavelength_angstrom, **peak_params)
+    return features.from_peaks(peaks, fset), features.shifted_views(peaks, fset, conditions.wavelength_angstrom,
+                                                                    [o for o in offsets if o != 0])
+
+
+def augmented_views(blocks, conditions, params, seed, fset, peak_params, offsets, X, n_jobs: int = 2):
+    """A function: rows of ``stack(blocks, "aug", fset)`` -> their shifted views (list per non-zero offset).
+
+    The rows' patterns are rendered again (the cache keeps features, not peak lists); the unshifted features
+    must equal the cached rows ``X``, which checks that rows, seeds and copies line up.
+    """
+    from joblib import Parallel, delayed
+
+    sizes = np.array([len(b["refls"]) for b in blocks])
+    starts = np.concatenate([[0], np.cumsum(sizes * np.array([b["copies"] for b in blocks]))])
+
+    def views_of(rows):
+        items = []
+        for row in rows:
+            b = int(np.searchsorted(starts, row, side="right") - 1)
+            copy, index = divmod(int(row - starts[b]), int(sizes[b]))
+            items.append((blocks[b]["refls"][index], copy, index))
+        parts = Parallel(n_jobs=n_jobs)(delayed(_views_chunk)(items[a:a + 250], conditions, params, seed, fset,
+                                                              peak_params, offsets) for a in range(0, len(items), 250))
+        again = np.concatenate([p[0] for p in parts])
+        if not np.allclose(again, X[rows], equal_nan=True):
+            raise RuntimeError("re-rendered held-out rows do not match their cached features: row/seed mapping is off")
+        return [np.concatenate([p[1][i] for p in parts]) for i in range(len(parts[0][1]))]
+
+    return views_of
 
 
 def calibration_rows(X, labels: pd.DataFrame, measured: dict, fset: str, *, n_jobs: int = 2, balance: bool = False,
@@ -637,11 +684,16 @@ def main(argv=None) -> int:
                       f"{r['accuracy']:.3f} macro {r['macro_recall']:.3f} sg@1 {r['sg_top1']:.3f} "
                       f"sg@5 {r['sg_top5']:.3f}", flush=True)
         if args.heldout:
+            views_of = None
+            if shift_row and len(offsets) > 1 and not args.max_train and class_mix == "catalog" and not balance:
+                views_of = augmented_views(blocks, conditions, params, args.seed, fset, peak_params, offsets, X,
+                                           n_jobs=args.n_jobs)
             held = heldout_scores(X, lab, n_jobs=args.n_jobs, model_params=model_params, space_group_rows=sg_rows,
-                                  sg_synthetic_weight=sg_weight)
+                                  sg_synthetic_weight=sg_weight, views_of=views_of)
             for part, r in held.items():
-                r.update(model=model_name)
-                results.setdefault(f"held-out simulated structure types ({part})", []).append(r)
+                base, _, extra = part.partition(", ")
+                r.update(model=model_name + (f", {extra} ({len(offsets)} x +-{args.shift_average:g})" if extra else ""))
+                results.setdefault(f"held-out simulated structure types ({base})", []).append(r)
             print("    held-out simulated: " + "; ".join(f"{part} acc {r['accuracy']:.3f} sg@1 {r['sg_top1']:.3f}"
                                                          for part, r in held.items()), flush=True)
         return model

@@ -82,6 +82,26 @@ def test_bench_main_learning_curve_class_mix_and_space_group_rows(tmp_path):
     assert len(X) == len(lab) == 12
 
 
+@pytest.mark.slow
+def test_bench_shift_averaged_rows_measured_and_held_out(tmp_path):
+    """--shift-average adds a shift-averaged row per measured set and per held-out table; the held-out rows are
+    rendered again for it and must match their cached features (the mapping check inside raises otherwise)."""
+    shared_path("measured", "tacr2o6")
+    cats = []
+    for seed, n in ((7, 24), (8, 24)):
+        cats.append(tmp_path / f"cat{seed}.parquet")
+        sources.ingest_to_parquet([f"synthetic:{n}"], cats[-1], executor="serial", seed=seed)
+    out = tmp_path / "out"
+    argv = ["--catalog", str(cats[0]), "--catalog", f"{cats[1]}:1", "--copies", "2", "--feature-set", "measured",
+            "--sets", "tacr2o6", "--no-ideal", "--no-baseline", "--heldout", "--shift-average", "0.04",
+            "--shift-views", "3", "--cache", str(tmp_path / "cache"), "--n-jobs", "1", "--out", str(out)]
+    assert accuracy.main(argv) == 0
+    text = (out / "tables.txt").read_text()
+    row = "measured, augmented x2, shift-averaged (3 x +-0.04)"
+    assert text.count(row) == 2  # tacr2o6 and held-out (all)
+    assert "held-out simulated structure types (all)" in text
+
+
 def test_realism_widths_of_known_peaks():
     """bench/realism.py: the FWHM of Gaussian peaks of known sigma (2.355 sigma) at their positions, strongest
     first, and the band summary counts them."""
