@@ -433,15 +433,15 @@ def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: in
                       model_params=model_params, space_group_rows=rows, sg_synthetic_weight=sg_synthetic_weight)
     lab = labels.iloc[test].reset_index(drop=True)
     out = {"all": scores(model, X[test], lab)}
-    views = views_of(test) if views_of is not None else []
+    X0, views = views_of(test) if views_of is not None else (None, [])
     if views:
-        out["all, shift-averaged"] = scores(model, X[test], lab, views=views)
+        out["all, shift-averaged"] = scores(model, X0, lab, views=views)
     real = lab["origin"] == "real"
     if real.any():
         m = real.to_numpy()
         out["real"] = scores(model, X[test][m], lab[real].reset_index(drop=True))
         if views:
-            out["real, shift-averaged"] = scores(model, X[test][m], lab[real].reset_index(drop=True),
+            out["real, shift-averaged"] = scores(model, X0[m], lab[real].reset_index(drop=True),
                                                  views=[V[m] for V in views])
     for r in out.values():
         r["n_train"] = int(len(train))
@@ -459,10 +459,13 @@ def _views_chunk(items, conditions, params, seed, fset, peak_params, offsets):
 
 
 def augmented_views(blocks, conditions, params, seed, fset, peak_params, offsets, X, n_jobs: int = 2):
-    """A function: rows of ``stack(blocks, "aug", fset)`` -> their shifted views (list per non-zero offset).
+    """A function: rows of ``stack(blocks, "aug", fset)`` -> ``(X0, views)``, their unshifted features and their
+    shifted views (list per non-zero offset).
 
-    The rows' patterns are rendered again (the cache keeps features, not peak lists); the unshifted features
-    must equal the cached rows ``X``, which checks that rows, seeds and copies line up.
+    The rows' patterns are rendered again (the cache keeps features, not peak lists). The unshifted features
+    must equal the cached rows ``X``, which checks that rows, seeds and copies line up; a few rows in ten
+    thousand differ by a peak at the detection threshold (float32 rounding differs with the batch a pattern is
+    rendered and filtered in), so up to 0.5 % of the rows may differ, and ``X0`` is what the views were made from.
     """
     from joblib import Parallel, delayed
 
@@ -478,9 +481,11 @@ def augmented_views(blocks, conditions, params, seed, fset, peak_params, offsets
         parts = Parallel(n_jobs=n_jobs)(delayed(_views_chunk)(items[a:a + 250], conditions, params, seed, fset,
                                                               peak_params, offsets) for a in range(0, len(items), 250))
         again = np.concatenate([p[0] for p in parts])
-        if not np.allclose(again, X[rows], equal_nan=True):
-            raise RuntimeError("re-rendered held-out rows do not match their cached features: row/seed mapping is off")
-        return [np.concatenate([p[1][i] for p in parts]) for i in range(len(parts[0][1]))]
+        same = np.isclose(again, X[rows], equal_nan=True).all(axis=1)
+        if same.mean() < 0.995:
+            raise RuntimeError(f"re-rendered held-out rows match their cached features in {same.mean():.1%} of the "
+                               "rows only: the row/seed mapping is off")
+        return again, [np.concatenate([p[1][i] for p in parts]) for i in range(len(parts[0][1]))]
 
     return views_of
 
