@@ -333,7 +333,7 @@ def measured_views(set_name: str, conditions: Conditions, feature_set: str, peak
                    offsets) -> list[np.ndarray]:
     """Features of a labelled measured set's peak lists moved by each non-zero offset (rows as
     :func:`measured_features`; for shift averaging, :func:`xrdbatch.features.shifted_views`)."""
-    offsets = [float(o) for o in offsets if o != 0]
+    offsets = [float(o) for o in offsets if o != 0]  # the cache key: only the shifted copies are stored
     files = MEASURED_SETS[set_name]()
     key = _key("views", set_name, list(files["path"]), conditions.to_json(), peak_params, feature_set, offsets,
                features.feature_names(feature_set), _feature_code())
@@ -391,9 +391,7 @@ def _balanced(X, systems, sg, random_state):
 def scores(model, X, labels: pd.DataFrame, calibrator=None, views=()) -> dict:
     """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows
     (probabilities averaged over ``X`` and ``views``, the shifted peak lists, when given)."""
-    proba = None
-    if calibrator is not None:
-        proba = calibrator.transform(model.predict_proba_views([X, *views]) if views else model.predict_proba(X))
+    proba = None if calibrator is None else calibrator.transform(model.predict_proba_views([X, *views]))
     frame = model.predict_frame(X, top_k=5, proba=proba, views=views)
     pred = frame["crystal_system"].to_numpy().astype(str)
     true = labels["crystal_system"].to_numpy().astype(str)
@@ -455,7 +453,7 @@ def _views_chunk(items, conditions, params, seed, fset, peak_params, offsets):
                                                      index_offset=index)[0] for refl, copy, index in items])
     peaks = features.find_peaks(conditions.two_theta_deg(), rows, conditions.wavelength_angstrom, **peak_params)
     return features.from_peaks(peaks, fset), features.shifted_views(peaks, fset, conditions.wavelength_angstrom,
-                                                                    [o for o in offsets if o != 0])
+                                                                    offsets)
 
 
 def augmented_views(blocks, conditions, params, seed, fset, peak_params, offsets, X, n_jobs: int = 2):

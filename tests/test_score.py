@@ -293,6 +293,8 @@ def test_shift_averaging_averages_the_views(model_dir, tmp_path, capsys):
                                 **b.peak_params)
     offsets = features.shift_offsets(0.06, 7)
     views = features.shifted_views(peaks, b.feature_set, b.conditions.wavelength_angstrom, offsets)
+    assert len(views) == 6  # the non-zero offsets; the unshifted features are from_peaks' own
+    views.append(features.from_peaks(peaks, b.feature_set))
     mean = np.mean([b.model.predict_proba(V) for V in views], axis=0)
     by_file = avg.set_index(avg["file"].map(lambda f: os.path.basename(f)))
     for i in range(4):

@@ -378,8 +378,8 @@ class ModelBundle:
             if V.shape != X.shape:
                 raise ValueError(f"every view must have the shape of X {X.shape}; got {V.shape}")
         if self.calibrator is not None:
-            raw = self.model.predict_proba_views([X, *views]) if views else self.model.predict_proba(X)
-            return self.model.predict_frame(X, top_k=top_k, proba=self.calibrator.transform(raw), views=views)
+            proba = self.calibrator.transform(self.model.predict_proba_views([X, *views]))
+            return self.model.predict_frame(X, top_k=top_k, proba=proba, views=views)
         return self.model.predict_frame(X, top_k=top_k, views=views)
 
     def featurize(self, two_theta_deg, intensity, wavelength_angstrom: float | None = None) -> np.ndarray:

@@ -589,15 +589,16 @@ def shift_offsets(max_deg: float, n_views: int = 7) -> np.ndarray:
 
 
 def shifted_views(peaks: Peaks, feature_set: str, wavelength_angstrom: float, offsets_deg) -> list[np.ndarray]:
-    """Features of ``peaks`` moved by each offset (test-time averaging over the zero error, issue 8).
+    """Features of ``peaks`` moved by each non-zero offset of ``offsets_deg`` (test-time averaging over the zero
+    error, issue 8); the unshifted features are the caller's own ``from_peaks(peaks, feature_set)``.
 
     Measured patterns carry a zero shift of a few hundredths of a degree that trial indexing cannot always
     absorb; the model's probabilities averaged over a few shifted copies of the peak list are steadier than
     those of one copy. Session 4 (``bench/results/session4``): 7 offsets over +-0.06 deg took held-out simulated
     accuracy 52.6 -> 55.2 % and RRUFF 56.2 -> 58.7 %; 3 offsets over +-0.04 deg 54.8 and 57.9 %.
     """
-    return [from_peaks(peaks if o == 0 else shift_peaks(peaks, o, wavelength_angstrom), feature_set)
-            for o in np.asarray(offsets_deg, dtype=np.float64)]
+    return [from_peaks(shift_peaks(peaks, o, wavelength_angstrom), feature_set)
+            for o in np.asarray(offsets_deg, dtype=np.float64) if o != 0]
 
 
 def from_peaks_many(peaks: Peaks, feature_sets) -> dict:

@@ -90,8 +90,8 @@ class ScoreOptions:
     abstain_threshold : float or None
         Patterns whose crystal-system probability is below it are abstained on (see the module docstring).
     shift_offsets_deg : tuple of float
-        Zero-shift offsets to average the predictions over (:func:`xrdbatch.features.shifted_views`);
-        ``()`` = one view, no averaging.
+        Zero-shift offsets to average the predictions over (:func:`xrdbatch.features.shift_offsets`);
+        ``()`` or ``(0.0,)`` = the unshifted peak list only, no averaging.
     """
 
     model_dir: str
@@ -301,7 +301,7 @@ def _features(model, two_theta, intensity, offsets=()):
     peak_params = dict(getattr(model, "peak_params", None) or {})
     lam = model.conditions.wavelength_angstrom
     peaks = features.find_peaks(two_theta, intensity, lam, **peak_params)
-    views = features.shifted_views(peaks, model.feature_set, lam, [o for o in offsets if o != 0])
+    views = features.shifted_views(peaks, model.feature_set, lam, offsets)
     return features.from_peaks(peaks, model.feature_set), views, np.asarray(peaks.count)
 
 
@@ -624,9 +624,8 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
         todo = files
     from xrdbatch.features import shift_offsets
 
-    offsets = tuple(float(o) for o in shift_offsets(shift_average_deg, shift_views))
     options = ScoreOptions(str(Path(model_dir).resolve()), wavelength_angstrom, format, abstain,
-                           offsets if len(offsets) > 1 else ())
+                           tuple(float(o) for o in shift_offsets(shift_average_deg, shift_views)))
     tasks = plan(todo, out, options, batch_size)
     bar = None
     if progress:

@@ -495,9 +495,7 @@ class CrystalForest:
         X = np.asarray(X, dtype=np.float32)
         views = [np.asarray(V, dtype=np.float32) for V in views]
         n = X.shape[0]
-        if proba is None:
-            proba = self.predict_proba_views([X, *views]) if views else self.predict_proba(X)
-        proba = np.asarray(proba, dtype=np.float64)
+        proba = self.predict_proba_views([X, *views]) if proba is None else np.asarray(proba, dtype=np.float64)
         best = proba.argmax(axis=1)
         out = {"crystal_system": self.classes_[best].astype(object), "crystal_system_prob": proba[np.arange(n), best]}
         groups, sg_proba = self.space_group_proba(X, proba)
