@@ -59,13 +59,19 @@ def test_bench_machinery_end_to_end(tmp_path):
     assert "smoke" in table and "sg@5" in table
 
 
+def synthetic_catalogs(tmp_path, sizes: dict) -> list:
+    """Catalog Parquet files of ``{seed: n}`` synthetic crystals (xrdbatch ingest), in that order."""
+    cats = []
+    for seed, n in sizes.items():
+        cats.append(tmp_path / f"cat{seed}.parquet")
+        sources.ingest_to_parquet([f"synthetic:{n}"], cats[-1], executor="serial", seed=seed)
+    return cats
+
+
 @pytest.mark.slow
 def test_bench_main_learning_curve_class_mix_and_space_group_rows(tmp_path):
     shared_path("measured", "tacr2o6")
-    cats = []
-    for seed, n in ((7, 12), (8, 16)):
-        cats.append(tmp_path / f"cat{seed}.parquet")
-        sources.ingest_to_parquet([f"synthetic:{n}"], cats[-1], executor="serial", seed=seed)
+    cats = synthetic_catalogs(tmp_path, {7: 12, 8: 16})
     out = tmp_path / "out"
     argv = ["--catalog", str(cats[0]), "--catalog", f"{cats[1]}:1", "--copies", "1", "--feature-set", "measured",
             "--sets", "tacr2o6", "--learning-curve", "--sg-variants", "--class-mix", "mineral", "--no-ideal",
@@ -87,10 +93,7 @@ def test_bench_shift_averaged_rows_measured_and_held_out(tmp_path):
     """--shift-average adds a shift-averaged row per measured set and per held-out table; the held-out rows are
     rendered again for it and must match their cached features (the mapping check inside raises otherwise)."""
     shared_path("measured", "tacr2o6")
-    cats = []
-    for seed, n in ((7, 24), (8, 24)):
-        cats.append(tmp_path / f"cat{seed}.parquet")
-        sources.ingest_to_parquet([f"synthetic:{n}"], cats[-1], executor="serial", seed=seed)
+    cats = synthetic_catalogs(tmp_path, {7: 24, 8: 24})
     out = tmp_path / "out"
     argv = ["--catalog", str(cats[0]), "--catalog", f"{cats[1]}:1", "--copies", "2", "--feature-set", "measured",
             "--sets", "tacr2o6", "--no-ideal", "--no-baseline", "--heldout", "--shift-average", "0.04",

@@ -216,9 +216,9 @@ def stage_train(config: dict, ctx: RunContext) -> None:
     class_mix, system_exponent, calibrate, space_group_synthetic_weight).
 
     Every row's origin (real / variant / synthetic) is read from the store's ``source`` coordinate, or from
-    the catalog of an older store (:func:`xrdbatch.train.store_origins`); ``space_group_synthetic_weight`` (0..1, unset = the library
-    default :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) is the weight of synthetic rows in the
-    space-group forests (0 = real structures and their variants only)."""
+    the catalog of an older store (:func:`xrdbatch.train.store_origins`); ``space_group_synthetic_weight``
+    (0..1, unset = the library default :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) is the weight of
+    synthetic rows in the space-group forests (0 = real structures and their variants only)."""
     from xrdbatch import train
 
     tr = _section(config, "training")
