@@ -372,3 +372,61 @@ def test_consensus_centring_is_consensus_then_centring():
     assert names == c_names + z_names
     np.testing.assert_array_equal(both, np.concatenate([consensus, centring], axis=1))
     assert np.abs(centring).sum() > 0  # the example exercises the centring columns
+
+
+# ---------------------------------------------------------------- orthorhombic search from line triples ----
+TRIPLES = {n: i for i, n in enumerate(lh.TRIPLES_NAMES)}
+
+
+def test_triples_find_shifted_orthorhombic_cells():
+    """Orthorhombic cells seen with a zero error: the triples (refined) index every tested line and recover the
+    shift and the axis ratios; random positions stay well below."""
+    rng = np.random.default_rng(7)
+    edges = [(5.1, 6.3, 7.9), (4.4, 8.7, 10.2), (3.9, 6.6, 12.4)]
+    random_d = [sorted(rng.uniform(1.3, 9.0, 20), reverse=True) for _ in range(8)]
+    peaks = _shifted(_peaks_from_d([_ortho_d(*e) for e in edges] + random_d), 0.08)
+    t = lh.triples_features(peaks)
+    assert t.shape == (len(edges) + 8, len(lh.TRIPLES_NAMES))
+    n = len(edges)
+    assert np.all(t[:n, TRIPLES["triples_matched_orthorhombic"]] == 1.0)
+    np.testing.assert_allclose(t[:n, TRIPLES["triples_zero_shift_deg"]], 0.08, atol=0.02)
+    # the first cell comes out with its own edges; the long-axis ones may come out as a supercell that indexes the
+    # same 20 lines (their five lowest lines leave one axis undetermined)
+    logs = np.log(edges[0])
+    assert t[0, TRIPLES["triples_axis_log_ratio_max"]] == pytest.approx(logs.max() - logs.min(), abs=0.01)
+    assert t[0, TRIPLES["triples_axis_log_ratio_min"]] == pytest.approx(np.log(6.3 / 5.1), abs=0.01)
+    excess = t[:, TRIPLES["triples_excess_orthorhombic"]]
+    assert excess[:n].min() > 0.8 and excess[n:].max() < excess[:n].min() - 0.2
+    # the zone search (no refinement) loses the first one at this shift (it keeps the second: neither search
+    # contains the other, which is why indexed4 keeps both)
+    zones = lh.low_symmetry_features(peaks)[:n, COL["index_excess_orthorhombic"]]
+    assert excess[0] > zones[0] + 0.2
+
+
+def test_triples_of_a_monoclinic_pattern_leave_lines_unindexed():
+    rng = np.random.default_rng(4)
+    mono = [_mono_d(*rng.uniform(4, 11, 3), rng.uniform(100, 118)) for _ in range(10)]
+    ortho = [_ortho_d(*rng.uniform(4, 11, 3)) for _ in range(10)]
+    t = lh.triples_features(_peaks_from_d(mono + ortho))
+    matched = t[:, TRIPLES["triples_matched_orthorhombic"]]
+    assert np.median(matched[:10]) < 0.9 and np.mean(matched[10:] == 1.0) >= 0.9
+    few = lh.triples_features(_peaks_from_d([[3.0, 2.0, 1.5]]))
+    assert np.all(few == 0.0)
+
+
+def test_consensus_triples_extends_consensus_centring():
+    rng = np.random.default_rng(2)
+    rows = [_ortho_d(5.1, 6.3, 7.9), _tetragonal_d(4.6, 3.0, 20)] + \
+        [sorted(rng.uniform(1.2, 8.0, 15), reverse=True) for _ in range(3)]
+    peaks = _peaks_from_d(rows)
+    values, names = features.BLOCKS["consensus_triples"](peaks, 1)
+    base, base_names = features.BLOCKS["consensus_centring"](peaks, 1)
+    assert names == base_names + list(lh.TRIPLES_NAMES) + list(lh.TRIPLES_CROSS_NAMES)
+    np.testing.assert_array_equal(values[:, :len(base_names)], base)
+    t = values[:, names.index("triples_excess_orthorhombic")]
+    np.testing.assert_allclose(values[:, names.index("monoclinic_minus_triples_orthorhombic")],
+                               base[:, base_names.index("index_excess_monoclinic")] - t)
+    # indexed4 = indexed3 with the triples columns after the consensus/centring ones
+    i3 = features.feature_names("indexed3")
+    cut = i3.index(base_names[-1]) + 1
+    assert features.feature_names("indexed4") == i3[:cut] + names[len(base_names):] + i3[cut:]

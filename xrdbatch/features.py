@@ -481,7 +481,8 @@ for _name, _doc in (
         ("refined", "Cubic / tetragonal / hexagonal trial indexing refined with a zero-shift term"),
         ("low_symmetry_refined", "Orthorhombic / monoclinic trial indexing with zero-shift refinement"),
         ("consensus", "Refined cubic/tetragonal/hexagonal + orthorhombic/monoclinic indexing and their differences"),
-        ("consensus_centring", "consensus + centring from one cubic/tetragonal/hexagonal trial-cell scan")):
+        ("consensus_centring", "consensus + centring from one cubic/tetragonal/hexagonal trial-cell scan"),
+        ("consensus_triples", "consensus_centring + the orthorhombic cell of a search over line triples")):
     BLOCKS[_name] = _lattice_hints_block(f"block_{_name}", _doc)
 del _name, _doc
 
@@ -538,6 +539,11 @@ FEATURE_SETS: dict[str, FeatureSpec] = {
                             "indexed with the cubic/tetragonal/hexagonal trial cells refined with a zero-shift term "
                             "(replacing the unrefined scores), and differences of the excess matches between crystal "
                             "systems (the simplest cell that explains the lines)"),
+    "indexed4": FeatureSpec((("q", 20), ("q2_ratio", 10), ("height", 10), ("strongest_q", 10), ("count", 1),
+                             ("counts", 1), ("density", 1), ("consensus_triples", 1), ("ratios", 1)),
+                            "indexed3 + the best orthorhombic cell of a TREOR-like search (three low lines given "
+                            "small indices, refined with a zero shift): excess, matched fraction, axis ratios, "
+                            "zero shift, and its excess against the monoclinic and tetragonal/hexagonal ones"),
 }
 
 
