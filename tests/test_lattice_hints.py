@@ -280,23 +280,6 @@ def test_refined_block_is_registered_with_its_names():
     assert np.all(values[0] == 0.0)
 
 
-def test_low_symmetry_refinement_recovers_a_shifted_orthorhombic_cell():
-    rng = np.random.default_rng(5)
-    ortho = [_ortho_d(5.1, 6.3, 7.9), _ortho_d(4.4, 8.7, 10.2)]
-    random_d = [sorted(rng.uniform(1.3, 9.0, 20), reverse=True) for _ in range(6)]
-    peaks = _shifted(_peaks_from_d(ortho + random_d), 0.12)
-    plain = lh.low_symmetry_features(peaks)
-    values, names = features.BLOCKS["low_symmetry_refined"](peaks, 1)
-    assert names[:len(lh.LOW_SYMMETRY_NAMES)] == [n + "_zr" for n in lh.LOW_SYMMETRY_NAMES]
-    e = COL["index_excess_orthorhombic"]
-    assert np.all(values[:2, e] > 0.85) and np.all(values[:2, e] > plain[:2, e] + 0.1)
-    np.testing.assert_allclose(values[:2, -1], 0.12, atol=0.02)
-    assert values[2:, e].max() < values[:2, e].min()
-    # without a shift the refinement changes nothing that matters
-    clean = features.BLOCKS["low_symmetry_refined"](_peaks_from_d(ortho), 1)[0]
-    np.testing.assert_allclose(clean[:, e], lh.low_symmetry_features(_peaks_from_d(ortho))[:, e], atol=0.06)
-
-
 def test_consensus_prefers_the_simplest_cell_that_explains_the_lines():
     rng = np.random.default_rng(11)
     rows = [_tetragonal_d(4.6, 3.0, 20), _hexagonal_d(3.2, 5.1, 20), _ortho_d(5.1, 6.3, 7.9), _ortho_d(4.4, 8.7, 10.2),

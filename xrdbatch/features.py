@@ -479,7 +479,6 @@ for _name, _doc in (
         ("ratios", "Scale-free 1/d^2 ratios: pairs at small fractions, strongest lines over the first line"),
         ("fractions", "Excess of 1/d^2 pair ratios at fractions by denominator"),
         ("refined", "Cubic / tetragonal / hexagonal trial indexing refined with a zero-shift term"),
-        ("low_symmetry_refined", "Orthorhombic / monoclinic trial indexing with zero-shift refinement"),
         ("consensus", "Refined cubic/tetragonal/hexagonal + orthorhombic/monoclinic indexing and their differences"),
         ("consensus_centring", "consensus + centring from one cubic/tetragonal/hexagonal trial-cell scan"),
         ("consensus_triples", "consensus_centring + the orthorhombic cell of a search over line triples")):

@@ -32,7 +32,7 @@ cell". Indexing programs can, and so can a cheap version of them run on every pa
 * **Scale-free ratios** (:func:`ratio_features`, :func:`fraction_features`): pairs of lines whose
   ``1/d^2`` ratio sits at small fractions (counts per fraction, excess over chance, per denominator), and
   ``x / x_first`` of the strongest lines.
-* **Zero-shift refinement** (:func:`refined_indexing_scores`; ``low_symmetry_refined``): a zero error or
+* **Zero-shift refinement** (:func:`refined_indexing_scores`, :func:`triples_features`): a zero error or
   sample displacement moves every line by about the same angle, which puts the trial cell from two low lines
   ~0.1-0.2 deg off at high angle (on simulated patterns with the augmentation's shifts, the best cubic cell of a
   cubic pattern indexed 60 % of the lines instead of 98 %). The best trial cells are refined by linear least
@@ -42,11 +42,12 @@ cell". Indexing programs can, and so can a cheap version of them run on every pa
 * **Orthorhombic search from line triples** (:func:`triples_features`, block ``consensus_triples``, feature set
   ``indexed4``): TREOR's start (three of the five lowest lines given small indices, one 3 x 3 solve), every cell
   scored against chance and the best refined with a zero-shift term; it finds the cell of 41 % of measurement-like
-  orthorhombic patterns where the zone search finds 14 % (28 % refined). ~6 ms CPU per pattern.
+  orthorhombic patterns where the zone search finds 14 % (28 % with the same refinement, a block
+  ``low_symmetry_refined`` removed in session 5: it added nothing to the models). ~6 ms CPU per pattern.
 
 All are functions of a :class:`xrdbatch.features.Peaks` table; they are registered as feature blocks
 (``lattice_hints``, ``density``, ``low_symmetry``, ``centring``, ``ratios``, ``fractions``, ``refined``,
-``low_symmetry_refined``, ``consensus``, ``consensus_centring``, ``consensus_triples``) in
+``consensus``, ``consensus_centring``, ``consensus_triples``) in
 :data:`xrdbatch.features.BLOCKS` and used by the feature sets ``measured``, ``indexed``, ``indexed2``, ``indexed3``
 and ``indexed4``.
 Cost per pattern (CPU, 504 RRUFF patterns, height_rel 0.04, 2 shared cores under load; ``bench/features.py``):
@@ -794,8 +795,21 @@ LOW_SYMMETRY_NAMES = (
 
 
 @njit(cache=True, nogil=True)
+def _kept_slot(kA, kB, kC, kS, a, b, c, s):
+    """Index of the kept orthorhombic cell equal to ``(a, b, c)`` up to a permutation of the axes (same product and
+    same sum), its score raised to ``s`` when higher; -1 when the cell is new."""
+    for q in range(kA.shape[0]):
+        if abs(kA[q] * kB[q] * kC[q] - a * b * c) < 3e-3 * a * b * c and \
+                abs(kA[q] + kB[q] + kC[q] - a - b - c) < 1e-3 * (a + b + c):
+            if s > kS[q]:
+                kS[q] = s
+            return q
+    return -1
+
+
+@njit(cache=True, nogil=True)
 def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, n_zones, n_keep, a_min,
-                     max_lines_per_peak, out, cell, g, max_z):
+                     max_lines_per_peak, out, cell):
     """One pattern: x (n,) ascending, strong (n,) bool = among the 5 strongest. Fills out (19,) and cell (7,):
     the best orthorhombic (A, B, C) and monoclinic (P, U, R, D) metric coefficients (1/angstrom^2)."""
     ns = min(n_seed, n)
@@ -903,16 +917,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                         s = hits - chance
                         if s <= kS[worst]:
                             continue
-                        dup = False
-                        for q in range(n_keep):
-                            # same cell up to a permutation of the axes: same product and same sum
-                            if abs(kA[q] * kB[q] * kC[q] - a * b * c) < 3e-3 * a * b * c and \
-                                    abs(kA[q] + kB[q] + kC[q] - a - b - c) < 1e-3 * (a + b + c):
-                                dup = True
-                                if s > kS[q]:
-                                    kS[q] = s
-                                break
-                        if not dup:
+                        if _kept_slot(kA, kB, kC, kS, a, b, c, s) < 0:
                             # a new kept cell (rare): its mean smallest residual, as _ortho_eval's
                             res = 0.0
                             for j in range(n):
@@ -925,45 +930,12 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
                             kS[worst] = s
                             kR[worst] = res / max(hits, 1)
                             kH[worst] = hits
-    if max_z > 0:
-        # zero-shift refinement of the kept cells (see the refined trial indexing below); the shift of the best
-        # refined cell corrects every line for the centring and monoclinic stages
-        z_best = 0.0
-        s_best = -1e9
-        for q in range(n_keep):
-            if kS[q] <= -1e8:
-                continue
-            a, b, c, z, ok = _refine_ortho(x, tol, g, n, kA[q], kB[q], kC[q], max_z)
-            if not ok:
-                continue
-            xc = x - z * g
-            hits, chance, res = _ortho_eval(xc, tol, n, a, b, c, 0, 1.0)
-            if hits - chance > kS[q]:
-                kA[q] = a
-                kB[q] = b
-                kC[q] = c
-                kS[q] = hits - chance
-                kR[q] = res
-                kH[q] = hits
-                if kS[q] > s_best:
-                    s_best = kS[q]
-                    z_best = z
-        q0 = 0
-        for q in range(n_keep):
-            if kS[q] > kS[q0]:
-                q0 = q
-        if kS[q0] == s_best:
-            x = x - z_best * g
-        out[19] = math.degrees(z_best) if kS[q0] == s_best else 0.0
     best = 0
     for q in range(n_keep):
         if kS[q] > kS[best]:
             best = q
-    z_keep = out[19] if max_z > 0 else 0.0
     for f in range(out.shape[0]):
         out[f] = 0.0
-    if max_z > 0:
-        out[19] = z_keep
     for f in range(cell.shape[0]):
         cell[f] = 0.0
     if kS[best] <= -1e8:
@@ -1156,7 +1128,7 @@ def _low_sym_pattern(x, tol, n, strong, zone_sq, ortho_frac, mono_frac, n_seed, 
 
 @njit(cache=True, nogil=True)
 def _low_sym_kernel(xs, tols, strong, counts, zone_sq, ortho_frac, mono_frac, n_seed, n_zones, n_keep, a_min,
-                    max_lines_per_peak, out, cells, gs, max_z):
+                    max_lines_per_peak, out, cells):
     for p in range(xs.shape[0]):
         k = counts[p]
         if k < 5:
@@ -1166,20 +1138,17 @@ def _low_sym_kernel(xs, tols, strong, counts, zone_sq, ortho_frac, mono_frac, n_
                 cells[p, f] = 0.0
             continue
         _low_sym_pattern(xs[p, :k], tols[p, :k], k, strong[p, :k], zone_sq, ortho_frac, mono_frac, n_seed,
-                         n_zones, n_keep, a_min, max_lines_per_peak, out[p], cells[p], gs[p, :k], max_z)
+                         n_zones, n_keep, a_min, max_lines_per_peak, out[p], cells[p])
 
 
-def _low_symmetry(peaks, refine: bool = False):
+def _low_symmetry(peaks):
     xs, tols, counts, ranks = _tested_peaks(peaks, N_TEST_PEAKS_LOW, with_rank=True, tol_deg=TOL_LOW_TWO_THETA_DEG)
-    dtheta = math.radians(TOL_LOW_TWO_THETA_DEG / 2)
-    gs = np.nan_to_num((tols - 2e-4 * xs) / dtheta, nan=0.0)  # x cot(theta), as in _tested_peaks_g
-    out = np.zeros((peaks.n_patterns, len(LOW_SYMMETRY_NAMES) + 1))
+    out = np.zeros((peaks.n_patterns, len(LOW_SYMMETRY_NAMES)))
     cells = np.zeros((peaks.n_patterns, 7))
     _low_sym_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), (ranks >= 0) & (ranks < 5), counts,
                     _ZONE_SQ, _ORTHO_FRAC, _MONO_FRAC, N_SEED_PEAKS_LOW, N_ZONES, N_ORTHO_KEEP,
-                    1.0 / MAX_EDGE_ANGSTROM ** 2, MAX_LINES_PER_PEAK, out, cells, gs,
-                    math.radians(MAX_ZERO_SHIFT_DEG) if refine else 0.0)
-    return (out if refine else out[:, :-1]), cells
+                    1.0 / MAX_EDGE_ANGSTROM ** 2, MAX_LINES_PER_PEAK, out, cells)
+    return out, cells
 
 
 def best_cells(peaks) -> dict:
@@ -1225,10 +1194,6 @@ def block_low_symmetry(peaks, k):
     return low_symmetry_features(peaks), list(LOW_SYMMETRY_NAMES)
 
 
-def block_low_symmetry_refined(peaks, k):
-    """:func:`low_symmetry_features` with the kept orthorhombic cells refined with a zero-shift term (the best
-    cell's shift then corrects the lines for the centring and monoclinic stages), + that shift in degrees."""
-    return _low_symmetry(peaks, refine=True)[0], [n + "_zr" for n in LOW_SYMMETRY_NAMES] + ["zero_shift_deg_ortho"]
 
 
 # ============================================================ orthorhombic search from line triples ====
@@ -1333,16 +1298,7 @@ def _triples_pattern(x, tol, g, n, inv, n_seed, n_keep, a_min, max_lines_per_pea
                     s = hits - _chance(x, tol, n, c_vol, c_face, c_edge)
                     if s <= kS[worst]:
                         continue
-                    dup = False
-                    for q in range(n_keep):
-                        # same cell up to a permutation of the axes: same product and same sum
-                        if abs(kA[q] * kB[q] * kC[q] - a * b * c) < 3e-3 * a * b * c and \
-                                abs(kA[q] + kB[q] + kC[q] - a - b - c) < 1e-3 * (a + b + c):
-                            dup = True
-                            if s > kS[q]:
-                                kS[q] = s
-                            break
-                    if not dup:
+                    if _kept_slot(kA, kB, kC, kS, a, b, c, s) < 0:
                         kA[worst] = a
                         kB[worst] = b
                         kC[worst] = c

@@ -1,3 +1,5 @@
+# ZR=1 needs the code of 8137770 or earlier (git archive 8137770 | tar -x -C /tmp/s5/snap): lattice_hints._low_symmetry(refine=True)
+# (the zone search refined, block low_symmetry_refined) was removed after it.
 import sys, os, json, time
 sys.path.insert(0, "/tmp/s5/snap"); sys.path.insert(0, "/tmp/s5")
 import numpy as np, pandas as pd

@@ -1,5 +1,10 @@
+"""Triples (or, with a third argument zr, refined zone-search) columns of every augmented training row and of the
+measured sets: python treor_feats.py '{"n_seed": 5}' s5  |  python treor_feats.py '{}' zr zr"""
 import sys, time, json
-sys.path.insert(0, "/tmp/s5/snap"); sys.path.insert(0, "/tmp/s5"); KW = json.loads(sys.argv[1]); TAG = sys.argv[2]; sys.argv = sys.argv[:1]
+sys.path.insert(0, "/tmp/s5/snap"); sys.path.insert(0, "/tmp/s5"); KW = json.loads(sys.argv[1]); TAG = sys.argv[2]
+MOD = sys.argv[3] if len(sys.argv) > 3 else "treor"  # "zr": the zone search refined (zr.py)
+sys.argv = sys.argv[:1]
+import importlib
 import numpy as np, pandas as pd
 import bench.accuracy as A
 from xrdbatch import augment, features
@@ -8,7 +13,7 @@ pp = {"height_rel": 0.04}
 cond = A.target_conditions()
 
 def chunk(items, kw):
-    import treor
+    treor = importlib.import_module(MOD)
     rows = np.concatenate([augment.measured_patterns([refl], cond, params=augment.AugmentParams(), seed=0, copy=copy, index_offset=index)[0]
                            for refl, copy, index in items])
     peaks = features.find_peaks(cond.two_theta_deg(), rows, cond.wavelength_angstrom, **pp)
@@ -26,7 +31,7 @@ t = time.time()
 parts = Parallel(n_jobs=2)(delayed(chunk)(items[a:a + 500], KW) for a in range(0, len(items), 500))
 T = np.concatenate([p[0] for p in parts]); cnt = np.concatenate([p[1] for p in parts])
 print("train", T.shape, time.time() - t, flush=True)
-import treor
+treor = importlib.import_module(MOD)
 M = {}
 for s in ("rruff_minerals_dev", "pvlab_thin_films", "iucr_rietveld"):
     files = A.MEASURED_SETS[s]()
