@@ -1194,8 +1194,6 @@ def block_low_symmetry(peaks, k):
     return low_symmetry_features(peaks), list(LOW_SYMMETRY_NAMES)
 
 
-
-
 # ============================================================ orthorhombic search from line triples ====
 # The zone search above builds a cell from two lines given (h k 0) indices and a third axis from one more line;
 # it rarely finds the cell of an orthorhombic pattern (34 % of ideal patterns, 8.5 % with the augmentation's
@@ -1365,12 +1363,11 @@ def triples_features(peaks) -> np.ndarray:
     >>> bool(f[1] == 1.0), round(float(f[3]), 3) == round(math.log(7 / 4), 3)
     (True, True)
     """
-    xs, tols, counts, _ = _tested_peaks(peaks, N_TEST_PEAKS_LOW, with_rank=True, tol_deg=TOL_LOW_TWO_THETA_DEG)
-    gs = np.nan_to_num((tols - 2e-4 * xs) / math.radians(TOL_LOW_TWO_THETA_DEG / 2), nan=0.0)  # x cot(theta)
+    xs, tols, gs, counts = _tested_peaks_g(peaks, N_TEST_PEAKS_LOW, tol_deg=TOL_LOW_TWO_THETA_DEG)
     raw = np.zeros((peaks.n_patterns, 6))
-    _triples_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), gs, counts, _TRIPLE_INV,
-                    N_SEED_TRIPLES, N_TRIPLE_KEEP, 1.0 / MAX_EDGE_ANGSTROM ** 2, MAX_LINES_PER_PEAK_TRIPLES,
-                    math.radians(MAX_ZERO_SHIFT_DEG), raw)
+    _triples_kernel(np.nan_to_num(xs, nan=0.0), np.nan_to_num(tols, nan=0.0), np.nan_to_num(gs, nan=0.0), counts,
+                    _TRIPLE_INV, N_SEED_TRIPLES, N_TRIPLE_KEEP, 1.0 / MAX_EDGE_ANGSTROM ** 2,
+                    MAX_LINES_PER_PEAK_TRIPLES, math.radians(MAX_ZERO_SHIFT_DEG), raw)
     found = raw[:, 2] > 0
     half_logs = 0.5 * np.log(np.where(found[:, None], raw[:, 2:5], 1.0))
     gaps = np.abs(half_logs[:, [0, 1, 0]] - half_logs[:, [1, 2, 2]])
