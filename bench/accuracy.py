@@ -603,6 +603,9 @@ def main(argv=None) -> int:
                         "xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT)")
     p.add_argument("--sg-weight-rows", default="",
                    help="comma-separated extra rows of the best model with these synthetic space-group weights")
+    p.add_argument("--boosting", action="store_true",
+                   help="also a row of every best feature set with the gradient-boosted crystal-system model "
+                        "(xrdbatch.train.BoostingParams; space-group forests unchanged)")
     p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
     p.add_argument("--shift-average", type=float, default=0.0, metavar="DEG",
                    help="also a row of the best model with its measured predictions averaged over --shift-views "
@@ -719,6 +722,11 @@ def main(argv=None) -> int:
         if not args.no_ideal:
             run(f"{fset}, ideal simulation", *stack(blocks, "ideal", fset), fset)
         run(f"{fset}, augmented x{args.copies}", *stack(blocks, "aug", fset), fset, shift_row=True)
+        if args.boosting:
+            from xrdbatch.train import BOOSTED_CRYSTAL_SYSTEM
+
+            run(f"{fset}, augmented x{args.copies}, boosted crystal system", *stack(blocks, "aug", fset), fset,
+                model_params={"crystal_system": BOOSTED_CRYSTAL_SYSTEM}, shift_row=True)
         if args.balance:
             run(f"{fset}, augmented x{args.copies}, balanced", *stack(blocks, "aug", fset), fset, balance=True)
     fset = best_sets[0]
@@ -770,7 +778,8 @@ def main(argv=None) -> int:
         manifest = xtrain.train_arrays(X, lab, args.save_bundle, feature_set=fset,
                                        feature_names=features.feature_names(fset), peak_params=peak_params,
                                        conditions=conditions, split="grouped", n_jobs=args.n_jobs, calibrate="isotonic",
-                                       model_params=None,
+                                       model_params=({"crystal_system": xtrain.BOOSTED_CRYSTAL_SYSTEM}
+                                                     if args.boosting else None),
                                        source={"bench": "accuracy.py", "catalogs": [c for c, _ in specs],
                                                "substitutions": [n for _, n in specs],
                                                "augmentation": params.to_dict(), "copies": args.copies},

@@ -62,7 +62,8 @@ def run_ours(X, labels, tr, te, args, tmp):
     from xrdbatch.conditions import Conditions
 
     names = features.feature_names(args.feature_set)
-    model = train.CrystalForest(random_state=0, n_jobs=args.n_jobs, scale_column=names.index("q_1")
+    model = train.CrystalForest(train.crystal_system_params(args.crystal_system_model), random_state=0,
+                                n_jobs=args.n_jobs, scale_column=names.index("q_1")
                                 if "q_1" in names else None, scale_kind="q" if "q_1" in names else None)
     t, c = time.perf_counter(), time.process_time()
     model.fit(X[tr], labels.crystal_system.to_numpy()[tr], labels.spacegroup_number.to_numpy()[tr],
@@ -87,7 +88,8 @@ def run_ours(X, labels, tr, te, args, tmp):
             "rows_per_s": len(te) / pred_s, "cs": cs, "top1": top1, "top5": top5a,
             "macro": metrics["crystal_system"]["macro_accuracy"],
             "lattice_mape": metrics["lattice_mape_percent_mean"],
-            "n_trees": sum(len(m.estimators_) for m in model.parts().values())}
+            "n_trees": sum(len(m.estimators_) if hasattr(m, "estimators_")
+                           else m.n_iter_ * m.n_trees_per_iteration_ for m in model.parts().values())}
 
 
 def run_seed(Xs, labels, tr, te, args):
@@ -138,6 +140,8 @@ def main(argv=None):
     p.add_argument("--seed-trees", type=int, nargs=2, default=(20, 4), metavar=("CS", "SG"),
                    help="trees of the seed recipe actually fitted (crystal system, space group); extrapolated")
     p.add_argument("--skip-seed", action="store_true")
+    p.add_argument("--crystal-system-model", choices=("extra_trees", "boosting"), default="extra_trees",
+                   help="crystal-system model of xrdbatch's row (xrdbatch.train.crystal_system_params)")
     p.add_argument("--quick", action="store_true", help="fewer seed trees (smoke run)")
     args = p.parse_args(argv)
     if args.quick:

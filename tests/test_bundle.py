@@ -54,6 +54,30 @@ def test_pack_unpack_predicts_the_same(kind):
     np.testing.assert_allclose(again.feature_importances_, est.feature_importances_, atol=1e-5)
 
 
+def test_boosted_crystal_system_model_round_trips_bit_for_bit(tmp_path):
+    X, labels = train.synthetic_lattice_features(600, "q11", seed=7)
+    X[::9, 4] = np.nan  # missing values take the learnt side in the rebuilt trees too
+    boosted = train.BoostingParams(max_iter=15, max_leaf_nodes=7, min_samples_leaf=5)
+    model = train.CrystalForest(boosted, SMALL, fit_lattice=False, random_state=0).fit(
+        X, labels["crystal_system"], labels["spacegroup_number"])
+    assert type(model.crystal_system_model_).__name__ == "HistGradientBoostingClassifier"
+    again = bundle.unpack_model(bundle.pack_model(model.crystal_system_model_))
+    np.testing.assert_array_equal(again.predict_proba(X), model.crystal_system_model_.predict_proba(X))
+    imp = model.feature_importances()
+    assert imp.shape == (X.shape[1],) and abs(imp.sum() - 1) < 1e-9 and (imp >= 0).all()
+
+    manifest = train.train_arrays(X, labels, tmp_path / "m", feature_set="q11",
+                                  feature_names=features.feature_names("q11"),
+                                  peak_params=features.PeakParams().to_dict(), conditions=Conditions(), split="random",
+                                  model_params={"crystal_system": boosted, "space_group": SMALL, "lattice": SMALL},
+                                  log=lambda *_: None)
+    assert manifest["training"]["model_params"]["crystal_system"] == {"model": "boosting", **boosted.__dict__}
+    b = bundle.load_bundle(tmp_path / "m")
+    assert type(b.model.crystal_system_model_).__name__ == "HistGradientBoostingClassifier"
+    pred = b.predict(X[:30])
+    assert pred["crystal_system"].isin(train.CRYSTAL_SYSTEMS).all() and "space_group_5" in pred
+
+
 def test_roundtrip_and_manifest(trained):
     X, labels, out, manifest = trained
     b = bundle.load_bundle(out)

@@ -71,7 +71,8 @@ def test_training_data_recipe_is_one_run(tmp_path):
     cfg = config.load_config(pipeline.DEMO_CONFIG, [
         *SMALL, "sources.specs=['synthetic:30', 'builtin:prototypes']", f"out_dir='{tmp_path / 'run'}'",
         "training.substitutions=1", "training.augment_copies=2", "training.class_mix='mineral'",
-        "training.system_exponent=0.5", "training.space_group_synthetic_weight=0.0"])
+        "training.system_exponent=0.5", "training.space_group_synthetic_weight=0.0",
+        "training.crystal_system_model='boosting'"])
     lines: list[str] = []
     outputs = pipeline.run(cfg, stages=["ingest", "variants", "simulate", "augment", "features", "train"],
                            log=lines.append)
@@ -85,6 +86,7 @@ def test_training_data_recipe_is_one_run(tmp_path):
     manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
     assert manifest["feature_set"] == "measured" and manifest["peak_params"]["height_rel"] == 0.04
     assert manifest["training"]["class_mix"] == "mineral"
+    assert manifest["training"]["model_params"]["crystal_system"]["model"] == "boosting"
     assert len(manifest["training"]["source"]["stores"]) == 2
     assert manifest["training"]["n_rows"] > n  # two copies of every ok structure
     # every row's origin reached the training stage through the augmented stores (source coordinate + variant ids)

@@ -119,7 +119,7 @@ def test_dask_backend_fits_the_same_shapes(data):
 
 
 @pytest.mark.slow
-def test_store_to_bundle_end_to_end(shared, tmp_path):
+def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
     """Real structures -> catalog -> store -> features -> train -> bundle, through the library calls."""
     from xrdbatch import bundle, sources, store
 
@@ -147,12 +147,25 @@ def test_store_to_bundle_end_to_end(shared, tmp_path):
     from xrdbatch import cli
 
     assert cli.main(["train", "--store", st_path, "--out", str(tmp_path / "cli-model"), "--feature-set", "q11",
-                     "--sg-synthetic-weight", "0.5", "--n-jobs", "1"]) == 0
+                     "--sg-synthetic-weight", "0.5", "--n-jobs", "1", "--crystal-system-model", "boosting"]) == 0
     training = bundle.load_bundle(tmp_path / "cli-model").manifest["training"]
     assert training["space_group_synthetic_weight"] == 0.5 and set(training["origins"]) == {"real"}
+    assert training["model_params"]["crystal_system"] == {"model": "boosting", **train.BOOSTED_CRYSTAL_SYSTEM.__dict__}
+    assert cli.main(["train", "--store", st_path, "--out", str(tmp_path / "x"), "--crystal-system-model", "boosting",
+                     "--recipe", "seed"]) == 2
+    assert "boosting goes with neither --recipe seed" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert training["source"]["origin_from"] == "store"
     sources_in_store = {str(v) for v in store.open_dataset(st_path)["source"].values}
     assert sources_in_store == {str(folder), "builtin:prototypes"}
+
+
+def test_crystal_system_model_kinds():
+    assert train.crystal_system_params("extra_trees") is None  # the default forest
+    assert train.crystal_system_params("boosting") is train.BOOSTED_CRYSTAL_SYSTEM
+    with pytest.raises(ValueError, match="unknown crystal-system model 'gbm'; known: extra_trees, boosting"):
+        train.crystal_system_params("gbm")
+    with pytest.raises(ValueError, match="classifiers only"):
+        train.CrystalForest(lattice=train.BOOSTED_CRYSTAL_SYSTEM)._forest("regressor", "lattice", 100)
 
 
 @pytest.mark.parametrize("mix", train.CLASS_MIXES)

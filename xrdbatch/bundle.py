@@ -6,13 +6,14 @@ Layout::
       manifest.json             format, created, Conditions, feature set + names, peak params, training
                                 (data sha256 and size, split, fit times, parameters), metrics, versions,
                                 files {name: {sha256, bytes}}
-      crystal_system.skops      ExtraTreesClassifier
+      crystal_system.skops      ExtraTreesClassifier (or HistGradientBoostingClassifier, packed the same way)
       space_group__<system>.skops, lattice__<system>.skops
       evaluation.parquet        held-out rows: features, true labels, predictions (for ``xrdbatch report``)
 
 Forests are packed into plain dicts of compact numpy arrays (:func:`pack_forest`: 32-bit node columns,
 leaf values only) and saved with skops (never pickle); loading trusts no extra type at all and rebuilds
-the scikit-learn estimators (:func:`unpack_forest`). The
+the scikit-learn estimators (:func:`unpack_forest`); a boosted crystal-system model is packed as its trees'
+node tables (:func:`pack_boosting`, :func:`unpack_boosting`). The
 bundle is written into a temporary sibling directory and renamed into place, so readers never see a
 half-written bundle. :func:`load_bundle` recomputes every file's sha256 and compares the package versions
 that matter for reading tree arrays (scikit-learn major.minor, skops, numpy major); a mismatch is refused
@@ -117,6 +118,74 @@ def pack_forest(forest) -> dict:
         classes = forest.classes_
         packed["classes"] = np.asarray(classes)
     return packed
+
+
+_BOOSTING = "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier"
+
+
+def pack_boosting(model) -> dict:
+    """A fitted ``HistGradientBoostingClassifier`` (numeric features only) as a dict of numpy arrays: every
+    tree's node table (the predictor records, all of them, one concatenated structured array split into
+    columns), the baseline raw prediction and the classes. :func:`unpack_boosting` rebuilds a classifier whose
+    predictions equal the original's bit for bit."""
+    if model.is_categorical_ is not None and np.any(model.is_categorical_):
+        raise BundleError("boosted models with categorical features cannot be packed")
+    predictors = [p for per_round in model._predictors for p in per_round]
+    nodes = np.concatenate([p.nodes for p in predictors])
+    packed = {f"node_{name}": nodes[name] for name in nodes.dtype.names}
+    packed["node_counts"] = np.array([len(p.nodes) for p in predictors], dtype=np.int64)
+    packed["n_trees_per_iteration"] = int(model.n_trees_per_iteration_)
+    packed["baseline_prediction"] = np.asarray(model._baseline_prediction)
+    packed["classes"] = np.asarray(model.classes_)
+    packed["n_features_in"] = int(model.n_features_in_)
+    packed["class"] = f"{type(model).__module__}.{type(model).__name__}"
+    packed["params"] = json.dumps(model.get_params(deep=False), default=_json_default)
+    return packed
+
+
+def unpack_boosting(packed: dict):
+    """Inverse of :func:`pack_boosting`: a fitted ``HistGradientBoostingClassifier`` (the attributes its
+    ``predict_proba`` reads, set the way ``fit`` sets them; a scikit-learn minor release may move them, which
+    is why bundles record and check its version)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble._hist_gradient_boosting.binning import _BinMapper
+    from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE, X_BITSET_INNER_DTYPE
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    model = HistGradientBoostingClassifier(**json.loads(packed["params"]))
+    n_features = int(packed["n_features_in"])
+    counts = packed["node_counts"]
+    nodes = np.zeros(int(counts.sum()), dtype=PREDICTOR_RECORD_DTYPE)
+    for name in PREDICTOR_RECORD_DTYPE.names:
+        nodes[name] = packed[f"node_{name}"]
+    no_bitsets = np.zeros((0, 8), dtype=X_BITSET_INNER_DTYPE)
+    per_round = int(packed["n_trees_per_iteration"])
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    trees = [TreePredictor(nodes[starts[i]:starts[i + 1]].copy(), no_bitsets, no_bitsets) for i in range(len(counts))]
+    model._predictors = [trees[i:i + per_round] for i in range(0, len(trees), per_round)]
+    model._baseline_prediction = packed["baseline_prediction"]
+    model.n_trees_per_iteration_ = per_round
+    model.classes_ = packed["classes"]
+    model.n_features_in_ = n_features
+    model.is_categorical_ = None
+    model._preprocessor = None
+    model._loss = model._get_loss(sample_weight=None)
+    binner = _BinMapper()
+    binner.is_categorical_ = np.zeros(n_features, dtype=bool)
+    binner.bin_thresholds_ = []
+    model._bin_mapper = binner
+    return model
+
+
+def pack_model(estimator) -> dict:
+    """:func:`pack_boosting` for a boosted classifier, else :func:`pack_forest`."""
+    name = f"{type(estimator).__module__}.{type(estimator).__name__}"
+    return pack_boosting(estimator) if name == _BOOSTING else pack_forest(estimator)
+
+
+def unpack_model(packed: dict):
+    """Inverse of :func:`pack_model`."""
+    return unpack_boosting(packed) if packed["class"] == _BOOSTING else unpack_forest(packed)
 
 
 _FORESTS = {
@@ -225,7 +294,7 @@ def save_bundle(model, out, *, conditions, feature_set: str, feature_names, peak
         files = {}
         for name, estimator in model.parts().items():
             path = tmp / f"{name}.skops"
-            sio.dump(pack_forest(estimator), path,
+            sio.dump(pack_model(estimator), path,
                      compression=zipfile.ZIP_DEFLATED if compression else zipfile.ZIP_STORED)
             files[path.name] = None
         if evaluation is not None:
@@ -425,6 +494,6 @@ def load_bundle(path, *, check_versions: bool = True) -> ModelBundle:
         except Exception as exc:  # skops raises its own UntrustedTypesFoundException
             raise BundleError(f"{f}: not a packed forest readable without trusting extra types ({exc}); "
                               "refusing to load it") from exc
-        parts[name[:-len(".skops")]] = unpack_forest(packed)
+        parts[name[:-len(".skops")]] = unpack_model(packed)
     model = CrystalForest.from_parts(parts, **manifest["model"].get("params", {}))
     return ModelBundle(path, manifest, model)

@@ -213,7 +213,7 @@ def stage_features(config: dict, ctx: RunContext) -> None:
 
 def stage_train(config: dict, ctx: RunContext) -> None:
     """store features -> model bundle (``[training]``: feature_set, split, test_size, seed, n_jobs, model,
-    class_mix, system_exponent, calibrate, space_group_synthetic_weight).
+    class_mix, system_exponent, calibrate, space_group_synthetic_weight, crystal_system_model).
 
     Every row's origin (real / variant / synthetic) is read from the store's ``source`` coordinate, or from
     the catalog of an older store (:func:`xrdbatch.train.store_origins`); ``space_group_synthetic_weight``
@@ -226,11 +226,16 @@ def stage_train(config: dict, ctx: RunContext) -> None:
     model = ctx.path(tr["model"])
     sg_weight = ({} if tr["space_group_synthetic_weight"] is None
                  else {"space_group_synthetic_weight": float(tr["space_group_synthetic_weight"])})
+    try:
+        system_model = train.crystal_system_params(tr["crystal_system_model"])
+    except ValueError as exc:
+        raise PipelineError(f"train: [training] crystal_system_model: {exc}") from None
     manifest = train.train_from_store(paths if len(paths) > 1 else paths[0], model, feature_set=tr["feature_set"],
                                       split=tr["split"], test_size=tr["test_size"], random_state=tr["seed"],
                                       n_jobs=tr["n_jobs"] or os.cpu_count(), calibrate=tr.get("calibrate"),
                                       class_mix=tr["class_mix"],
-                                      model_params={"system_exponent": float(tr["system_exponent"])},
+                                      model_params={"system_exponent": float(tr["system_exponent"]),
+                                                    "crystal_system": system_model},
                                       overwrite=True, log=ctx.log, **sg_weight)
     ctx.log(f"train: bundle {model} ({manifest['total_bytes'] / 1e6:.1f} MB)")
     ctx.outputs["model"] = model
@@ -331,13 +336,14 @@ def stage_score(config: dict, ctx: RunContext) -> None:
 #: ``peak_params = {}``). Training data (issue 8): ``substitutions`` element-substituted copies of every
 #: real structure, ``augment_copies`` measurement-like renderings of every structure;
 #: ``space_group_synthetic_weight`` (None = :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) how much the
-#: space-group forests learn from synthetic crystals.
+#: space-group forests learn from synthetic crystals; ``crystal_system_model`` "extra_trees" (the forest) or
+#: "boosting" (:class:`xrdbatch.train.BoostingParams`: ~4 points more on held-out structure types, ~4x the fit).
 TRAINING_DEFAULTS = {"feature_set": "measured", "split": "grouped", "test_size": 0.2, "seed": 0, "n_jobs": None,
                      "calibrate": None, "peak_params": {"height_rel": 0.04}, "model": "model", "report": "report",
                      "substitutions": 0, "variants_catalog": "catalog_variants.parquet",
                      "augment_copies": 0, "augment_seed": 0, "augment_params": None,
                      "augment_store": "store_aug{copy}.zarr", "class_mix": "catalog", "system_exponent": 1.0,
-                     "space_group_synthetic_weight": None}
+                     "space_group_synthetic_weight": None, "crystal_system_model": "extra_trees"}
 #: ``[scoring]`` keys the pipeline reads.
 SCORING_DEFAULTS = {"inputs": [], "optional_inputs": [], "examples": [], "examples_dir": "examples",
                     "examples_seed": 0, "out": "scores.csv", "wavelength_angstrom": None,
