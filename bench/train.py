@@ -147,13 +147,15 @@ def main(argv=None):
     if args.quick:
         args.seed_trees = (5, 2)
 
-    from xrdbatch.train import DEFAULT_PARAMS, split_indices
+    from xrdbatch.train import DEFAULT_PARAMS, crystal_system_params, split_indices
 
     X, Xs, labels, source = _load_data(args)
     tr, te = split_indices(len(X), "random", test_size=0.2, random_state=0)
     print(f"data: {source}; {len(tr)} train / {len(te)} test rows; feature set {args.feature_set} "
           f"({X.shape[1]} features) vs seed11; n_jobs={args.n_jobs}; cpus={os.cpu_count()}", flush=True)
-    print("xrdbatch forests: " + "; ".join(f"{k}: {v}" for k, v in DEFAULT_PARAMS.items()), flush=True)
+    shapes = {**DEFAULT_PARAMS, "crystal_system": crystal_system_params(args.crystal_system_model)
+              or DEFAULT_PARAMS["crystal_system"]}
+    print("xrdbatch models: " + "; ".join(f"{k}: {v}" for k, v in shapes.items()), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="xrdbatch-bench-"))
     try:
         ours = run_ours(X, labels, tr, te, args, tmp)
