@@ -76,6 +76,11 @@ def test_boosted_crystal_system_model_round_trips_bit_for_bit(tmp_path):
     assert type(b.model.crystal_system_model_).__name__ == "HistGradientBoostingClassifier"
     pred = b.predict(X[:30])
     assert pred["crystal_system"].isin(train.CRYSTAL_SYSTEMS).all() and "space_group_5" in pred
+    from xrdbatch import report
+
+    html = report.write_report(tmp_path / "m", tmp_path / "report")  # importances and the surrogate tree too
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert html.exists() and len(metrics["feature_importances"]) == X.shape[1]
 
 
 def test_roundtrip_and_manifest(trained):

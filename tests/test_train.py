@@ -150,11 +150,11 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
                      "--sg-synthetic-weight", "0.5", "--n-jobs", "1", "--crystal-system-model", "boosting"]) == 0
     training = bundle.load_bundle(tmp_path / "cli-model").manifest["training"]
     assert training["space_group_synthetic_weight"] == 0.5 and set(training["origins"]) == {"real"}
+    assert training["source"]["origin_from"] == "store"
     assert training["model_params"]["crystal_system"] == {"model": "boosting", **train.BOOSTED_CRYSTAL_SYSTEM.__dict__}
     assert cli.main(["train", "--store", st_path, "--out", str(tmp_path / "x"), "--crystal-system-model", "boosting",
                      "--recipe", "seed"]) == 2
     assert "boosting goes with neither --recipe seed" in capsys.readouterr().err and not (tmp_path / "x").exists()
-    assert training["source"]["origin_from"] == "store"
     sources_in_store = {str(v) for v in store.open_dataset(st_path)["source"].values}
     assert sources_in_store == {str(folder), "builtin:prototypes"}
 
