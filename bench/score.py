@@ -113,20 +113,23 @@ def write_files(folder: Path, n_files: int, seed: int = 0):
     return conditions
 
 
-def build_model(workdir: Path, n_rows: int = 20_000, feature_set: str = "seed11") -> Path:
-    """A real model bundle from the project's train stage with its default forest sizes, trained on ICSD-like
-    synthetic ``feature_set`` features (``xrdbatch.train.synthetic_lattice_features``), CuKa 5-90 deg."""
+def build_model(workdir: Path, n_rows: int = 20_000, feature_set: str = "seed11",
+                crystal_system_model: str = "extra_trees") -> Path:
+    """A real model bundle from the project's train stage with its default forest sizes (or the boosted
+    crystal-system model), trained on ICSD-like synthetic ``feature_set`` features
+    (``xrdbatch.train.synthetic_lattice_features``), CuKa 5-90 deg."""
     from xrdbatch import features, train
     from xrdbatch.conditions import Conditions
 
     conditions = Conditions()
     X, labels = train.synthetic_lattice_features(n_rows, feature_set, wavelength_angstrom=conditions.wavelength_angstrom)
-    out = workdir / f"model_{feature_set}"
+    out = workdir / f"model_{feature_set}_{crystal_system_model}"
     t = time.perf_counter()
     train.train_arrays(X, labels, out, feature_set=feature_set, feature_names=features.feature_names(feature_set),
-                       peak_params={}, conditions=conditions, n_jobs=2, log=lambda *a: None, overwrite=True)
-    print(f"model: {feature_set} features, trained on {n_rows} synthetic rows with the default forests in "
-          f"{time.perf_counter() - t:.1f} s")
+                       peak_params={}, conditions=conditions, n_jobs=2, log=lambda *a: None, overwrite=True,
+                       model_params={"crystal_system": train.crystal_system_params(crystal_system_model)})
+    print(f"model: {feature_set} features, crystal system {crystal_system_model}, trained on {n_rows} synthetic rows "
+          f"with the default shapes in {time.perf_counter() - t:.1f} s")
     return out
 
 
@@ -225,6 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--feature-set", default="seed11",
                         help="feature set of the model trained when --model is not given (the scoring cost per file "
                              "depends on it: e.g. measured, indexed3)")
+    parser.add_argument("--crystal-system-model", choices=("extra_trees", "boosting"), default="extra_trees",
+                        help="crystal-system model of the bundle trained when --model is not given")
     parser.add_argument("--keep", default=None, help="write files here and keep them (default: a temp dir)")
     args = parser.parse_args(argv)
 
@@ -241,7 +246,8 @@ def main(argv=None) -> int:
             write_files(data, args.n_files)
         print(f"files: {args.n_files} (.xy and .xrdml, 4251 points, CuKa 5-90 deg) ready in "
               f"{time.perf_counter() - t:.1f} s under {data}")
-        model = Path(args.model) if args.model else build_model(work, feature_set=args.feature_set)
+        model = Path(args.model) if args.model else build_model(work, feature_set=args.feature_set,
+                                                                crystal_system_model=args.crystal_system_model)
 
         files = score.expand_inputs([str(data)])[: args.n_files]
         xy = [f for f in files if f.endswith(".xy")][:300]
