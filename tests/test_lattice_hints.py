@@ -155,9 +155,11 @@ def test_random_positions_score_far_below_a_lattice(seed):
     random_d = [sorted(rng.uniform(1.3, 8.0, 20), reverse=True) for _ in range(3)]
     f = lh.low_symmetry_features(_peaks_from_d(random_d + [_ortho_d(*rng.uniform(4, 11, 3))]))
     excess = f[:, COL["index_excess_orthorhombic"]]
-    # the best of ~1000 trial cells fits some random lines beyond the chance estimate (selection), never most
-    assert excess[:3].max() < 0.6
-    assert excess[3] > 0.8
+    # the best of ~1000 trial cells fits some random lines beyond the chance estimate (selection), never most; a
+    # large true cell can miss a line (and pays the most chance). Over seeds 0-2599: random <= 0.61, true >= 0.78,
+    # true - best random >= 0.31 (hypothesis found seeds 79 and 779 below the bounds 0.6 / 0.8 used before)
+    assert excess[:3].max() < 0.7
+    assert excess[3] > 0.7 and excess[3] - excess[:3].max() > 0.2
 
 
 def test_orthorhombic_centring_is_recognised():
