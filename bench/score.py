@@ -220,6 +220,8 @@ def time_parsers(files_xy, files_xml):
 
 
 def main(argv=None) -> int:
+    from xrdbatch.train import CRYSTAL_SYSTEM_MODELS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-files", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
     parser.add_argument("--feature-set", default="seed11",
                         help="feature set of the model trained when --model is not given (the scoring cost per file "
                              "depends on it: e.g. measured, indexed3)")
-    parser.add_argument("--crystal-system-model", choices=("extra_trees", "boosting"), default="extra_trees",
+    parser.add_argument("--crystal-system-model", choices=CRYSTAL_SYSTEM_MODELS, default="extra_trees",
                         help="crystal-system model of the bundle trained when --model is not given")
     parser.add_argument("--keep", default=None, help="write files here and keep them (default: a temp dir)")
     args = parser.parse_args(argv)

@@ -132,6 +132,8 @@ def run_seed(Xs, labels, tr, te, args):
 
 
 def main(argv=None):
+    from xrdbatch.train import CRYSTAL_SYSTEM_MODELS
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=160_000, help="training rows (a fifth more are held out)")
     p.add_argument("--feature-set", default="rich")
@@ -140,7 +142,7 @@ def main(argv=None):
     p.add_argument("--seed-trees", type=int, nargs=2, default=(20, 4), metavar=("CS", "SG"),
                    help="trees of the seed recipe actually fitted (crystal system, space group); extrapolated")
     p.add_argument("--skip-seed", action="store_true")
-    p.add_argument("--crystal-system-model", choices=("extra_trees", "boosting"), default="extra_trees",
+    p.add_argument("--crystal-system-model", choices=CRYSTAL_SYSTEM_MODELS, default="extra_trees",
                    help="crystal-system model of xrdbatch's row (xrdbatch.train.crystal_system_params)")
     p.add_argument("--quick", action="store_true", help="fewer seed trees (smoke run)")
     args = p.parse_args(argv)

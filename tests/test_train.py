@@ -166,6 +166,11 @@ def test_crystal_system_model_kinds():
         train.crystal_system_params("gbm")
     with pytest.raises(ValueError, match="classifiers only"):
         train.CrystalForest(lattice=train.BOOSTED_CRYSTAL_SYSTEM)._forest("regressor", "lattice", 100)
+    from xrdbatch import cli  # its parser lists the kinds without importing the training code
+
+    train_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    flag = next(a for a in train_parser._actions if "--crystal-system-model" in a.option_strings)
+    assert tuple(flag.choices) == train.CRYSTAL_SYSTEM_MODELS
 
 
 @pytest.mark.parametrize("mix", train.CLASS_MIXES)
