@@ -1,5 +1,7 @@
-"""Prototype: monoclinic step on the triples search's kept cells (D voted by the lines the zero-shift-corrected
-cell leaves unindexed, then (P, U, R, D, z) refined by weighted least squares and rescored)."""
+"""Prototype (measured in session 6, not kept): monoclinic step on the triples search's kept cells (D voted by the
+lines the zero-shift-corrected cell leaves unindexed, then (P, U, R, D, z) refined by weighted least squares and
+rescored). Its first half is a copy of xrdbatch.lattice_hints._triples_pattern as of fd098b7 (kept cells returned
+for the monoclinic step); the record of what was measured, not product code."""
 import math, sys, os
 import numpy as np
 from numba import njit
