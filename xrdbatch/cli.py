@@ -528,7 +528,7 @@ def _add_train(sub):
                         "icsd, cod, mp")
     p.add_argument("--crystal-system-model", choices=("extra_trees", "boosting"), default="extra_trees",
                    help="crystal-system classifier: the ExtraTrees forest (default) or gradient-boosted trees "
-                        "(~5 points more on held-out structure types, ~1.2-1.6x that fit time; issue 8)")
+                        "(~5 points more on held-out structure types, ~1.2-2x that fit time; issue 8)")
     p.add_argument("--system-exponent", type=float, default=None,
                    help="ranked space groups score P(system)^e P(sg|system); e < 1 spreads the top-k over systems")
     p.add_argument("--sg-synthetic-weight", type=float, default=None,

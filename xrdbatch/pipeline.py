@@ -337,7 +337,7 @@ def stage_score(config: dict, ctx: RunContext) -> None:
 #: real structure, ``augment_copies`` measurement-like renderings of every structure;
 #: ``space_group_synthetic_weight`` (None = :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) how much the
 #: space-group forests learn from synthetic crystals; ``crystal_system_model`` "extra_trees" (the forest) or
-#: "boosting" (:class:`xrdbatch.train.BoostingParams`: ~5 points more on held-out structure types, ~1.2-1.6x the fit).
+#: "boosting" (:class:`xrdbatch.train.BoostingParams`: ~5 points more on held-out structure types, ~1.2-2x the fit).
 TRAINING_DEFAULTS = {"feature_set": "measured", "split": "grouped", "test_size": 0.2, "seed": 0, "n_jobs": None,
                      "calibrate": None, "peak_params": {"height_rel": 0.04}, "model": "model", "report": "report",
                      "substitutions": 0, "variants_catalog": "catalog_variants.parquet",

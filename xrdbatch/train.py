@@ -232,7 +232,7 @@ class BoostingParams:
 
     On the issue-8 features (``indexed4``, shift-averaged; bench/results/README.md, session 6) it called the crystal
     system of held-out simulated structure types 4.6 points better than the forest (66.9 against 62.3 %; RRUFF dev
-    65.3 against 61.9 %), for ~1.2-1.6x the forest's fit (160k rows: 28.7 s against 23.5 s; all 15 models 48.5
+    65.3 against 61.9 %), for ~1.2-2x the forest's fit (160k rows: 28.7 s against 23.5 s; all 15 models 48.5
     CPU-s per core): opt in (``xrdbatch train --crystal-system-model boosting``, ``training.crystal_system_model``).
     It runs on OpenMP threads (``OMP_NUM_THREADS``), not on ``n_jobs`` or a Dask backend."""
 
