@@ -606,6 +606,9 @@ def main(argv=None) -> int:
     p.add_argument("--boosting", action="store_true",
                    help="also a row of every best feature set with the gradient-boosted crystal-system model "
                         "(xrdbatch.train.BoostingParams; space-group forests unchanged)")
+    p.add_argument("--boosting-only", action="store_true",
+                   help="with --boosting: skip the forest row of the best feature sets (saves its fit and held-out "
+                        "views on large runs)")
     p.add_argument("--calibrate", action="store_true", help="calibration and abstention table (+ reliability PNG)")
     p.add_argument("--shift-average", type=float, default=0.0, metavar="DEG",
                    help="also a row of the best model with its measured predictions averaged over --shift-views "
@@ -721,7 +724,8 @@ def main(argv=None) -> int:
     for fset in best_sets:
         if not args.no_ideal:
             run(f"{fset}, ideal simulation", *stack(blocks, "ideal", fset), fset)
-        run(f"{fset}, augmented x{args.copies}", *stack(blocks, "aug", fset), fset, shift_row=True)
+        if not (args.boosting and args.boosting_only):
+            run(f"{fset}, augmented x{args.copies}", *stack(blocks, "aug", fset), fset, shift_row=True)
         if args.boosting:
             from xrdbatch.train import BOOSTED_CRYSTAL_SYSTEM
 
