@@ -75,12 +75,15 @@ def test_bench_main_learning_curve_class_mix_and_space_group_rows(tmp_path):
     out = tmp_path / "out"
     argv = ["--catalog", str(cats[0]), "--catalog", f"{cats[1]}:1", "--copies", "1", "--feature-set", "measured",
             "--sets", "tacr2o6", "--learning-curve", "--sg-variants", "--class-mix", "mineral", "--no-ideal",
-            "--cache", str(tmp_path / "cache"), "--n-jobs", "1", "--out", str(out)]
+            "--boosting", "--boosting-only", "--cache", str(tmp_path / "cache"), "--n-jobs", "1", "--out", str(out)]
     assert accuracy.main(argv) == 0
     text = (out / "tables.txt").read_text()
     for row in ("seed11, ideal simulation (seed baseline)", "measured, augmented x1, class mix mineral",
-                "system exponent 0.25", "space groups balanced per system", "first 1 catalogs (12 patt.)"):
+                "system exponent 0.25", "space groups balanced per system", "first 1 catalogs (12 patt.)",
+                "measured, augmented x1, boosted crystal system"):
         assert row in text, row
+    # --boosting-only: no forest row of the best feature set (the other rows keep theirs)
+    assert not any(line[:56].strip() == "measured, augmented x1" for line in text.splitlines())
     # per-catalog cache: a second run with one catalog reuses the first catalog's features
     blocks = accuracy.training_blocks([(str(cats[0]), 0)], accuracy.target_conditions(), augment.AugmentParams(), 1,
                                       ["measured"], {}, tmp_path / "cache", 0, 1, log=lambda s: None)
