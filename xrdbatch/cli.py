@@ -516,7 +516,8 @@ def _add_train(sub):
                    help="Zarr store with features (`xrdbatch features`); repeat to train on several (e.g. augmented "
                         "copies from `xrdbatch retarget --augment --augment-copy N`)")
     p.add_argument("--class-weight", choices=("balanced", "balanced_subsample"), default=None,
-                   help="weight classes inversely to their frequency (crystal system and space-group forests)")
+                   help="weight classes inversely to their frequency (crystal-system and space-group models; "
+                        "the boosted crystal-system model takes 'balanced')")
     p.add_argument("--calibrate", choices=("isotonic", "temperature"), default=None,
                    help="calibrate crystal-system probabilities on 15%% held-out training structure types")
     p.add_argument("--out", required=True, help="model bundle directory (written atomically)")
@@ -557,16 +558,19 @@ def _cmd_train(args) -> int:
     if args.recipe == "seed":
         params = {"crystal_system": train.SEED_PARAMS["crystal_system"],
                   "space_group": train.SEED_PARAMS["space_group"], "hierarchical_space_group": False}
+    if args.crystal_system_model != "extra_trees":
+        if args.recipe == "seed":
+            raise CliError("--crystal-system-model boosting does not go with --recipe seed (the seed's forests)")
+        if args.class_weight not in (None, "balanced"):
+            raise CliError(f"--class-weight {args.class_weight} is for forests; the boosted crystal-system model "
+                           "takes 'balanced'")
+        params["crystal_system"] = train.crystal_system_params(args.crystal_system_model)
     if args.class_weight:
         import dataclasses
 
         for family in ("crystal_system", "space_group"):
             base = params.get(family) or train.DEFAULT_PARAMS[family]
             params[family] = dataclasses.replace(base, class_weight=args.class_weight)
-    if args.crystal_system_model != "extra_trees":
-        if args.recipe == "seed" or args.class_weight:
-            raise CliError("--crystal-system-model boosting goes with neither --recipe seed nor --class-weight")
-        params["crystal_system"] = train.crystal_system_params(args.crystal_system_model)
     if args.system_exponent is not None:
         params["system_exponent"] = args.system_exponent
     kw = dict(feature_set=args.feature_set, split=args.split, test_size=args.test_size, random_state=args.seed,
