@@ -175,6 +175,8 @@ def test_crystal_system_model_kinds():
         train.crystal_system_params("gbm")
     with pytest.raises(ValueError, match="classifiers only"):
         train.CrystalForest(lattice=train.BOOSTED_CRYSTAL_SYSTEM)._forest("regressor", "lattice", 100)
+    with pytest.raises(ValueError, match="takes 'balanced'"):
+        train.BoostingParams(class_weight="balanced_subsample")
     from xrdbatch import cli  # its parser lists the kinds without importing the training code
 
     train_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]

@@ -561,16 +561,16 @@ def _cmd_train(args) -> int:
     if args.crystal_system_model != "extra_trees":
         if args.recipe == "seed":
             raise CliError("--crystal-system-model boosting does not go with --recipe seed (the seed's forests)")
-        if args.class_weight not in (None, "balanced"):
-            raise CliError(f"--class-weight {args.class_weight} is for forests; the boosted crystal-system model "
-                           "takes 'balanced'")
         params["crystal_system"] = train.crystal_system_params(args.crystal_system_model)
     if args.class_weight:
         import dataclasses
 
         for family in ("crystal_system", "space_group"):
             base = params.get(family) or train.DEFAULT_PARAMS[family]
-            params[family] = dataclasses.replace(base, class_weight=args.class_weight)
+            try:
+                params[family] = dataclasses.replace(base, class_weight=args.class_weight)
+            except ValueError as exc:  # BoostingParams takes 'balanced' only
+                raise CliError(f"--class-weight: {exc}") from None
     if args.system_exponent is not None:
         params["system_exponent"] = args.system_exponent
     kw = dict(feature_set=args.feature_set, split=args.split, test_size=args.test_size, random_state=args.seed,

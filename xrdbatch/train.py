@@ -243,6 +243,11 @@ class BoostingParams:
     l2_regularization: float = 1.0
     class_weight: str | None = None
 
+    def __post_init__(self):
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight {self.class_weight!r} is for forests; the boosted crystal-system model "
+                             "takes 'balanced' (or None)")
+
     def estimator_kwargs(self) -> dict:
         return dict(max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
                     min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
