@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from xrdbatch import augment, features  # noqa: E402
 from xrdbatch.conditions import Conditions  # noqa: E402
 from xrdbatch.crystal import CRYSTAL_SYSTEMS, crystal_system_of  # noqa: E402
-from xrdbatch.train import CLASS_MIXES, resample_to_mix, row_origins  # noqa: E402
+from xrdbatch.train import BOOSTED_CRYSTAL_SYSTEM, CLASS_MIXES, resample_to_mix, row_origins  # noqa: E402
 
 # ../shared/data beside the repository, or $XRDBATCH_SHARED_DATA (runs from a snapshot copy of the tree)
 MEASURED = Path(os.environ.get("XRDBATCH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "measured"
@@ -585,7 +585,11 @@ def main(argv=None) -> int:
     p.add_argument("--copies", type=int, default=2, help="augmented copies per pattern")
     p.add_argument("--feature-set", action="append", default=None, help="feature sets of the best model(s)")
     p.add_argument("--sets", default="all", help="comma-separated measured sets (default all)")
-    p.add_argument("--ablation", action="store_true", help="one row per switched-off augmentation effect")
+    p.add_argument("--ablation", action="store_true",
+                   help="one row per switched-off augmentation effect (with --boosting: the boosted model; with "
+                        "--shift-average: also shift-averaged)")
+    p.add_argument("--ablation-effects", default="",
+                   help="comma-separated effects of --ablation (default: every one of xrdbatch.augment.EFFECTS)")
     p.add_argument("--balance", action="store_true", help="also a class-balanced row")
     p.add_argument("--class-mix", default="", help="comma-separated extra rows with the training rows resampled to "
                                                    f"these crystal-system mixes ({', '.join(CLASS_MIXES)})")
@@ -727,8 +731,6 @@ def main(argv=None) -> int:
         if not (args.boosting and args.boosting_only):
             run(f"{fset}, augmented x{args.copies}", *stack(blocks, "aug", fset), fset, shift_row=True)
         if args.boosting:
-            from xrdbatch.train import BOOSTED_CRYSTAL_SYSTEM
-
             run(f"{fset}, augmented x{args.copies}, boosted crystal system", *stack(blocks, "aug", fset), fset,
                 model_params={"crystal_system": BOOSTED_CRYSTAL_SYSTEM}, shift_row=True)
         if args.balance:
@@ -761,12 +763,18 @@ def main(argv=None) -> int:
                     "seed11")
     if args.ablation:
         aug_labels = stack(blocks, "aug", fset)[1]  # the same rows for every effect
-        for effect in augment.EFFECTS:
+        effects = [e for e in args.ablation_effects.split(",") if e] or list(augment.EFFECTS)
+        unknown = sorted(set(effects) - set(augment.EFFECTS))
+        if unknown:
+            raise SystemExit(f"--ablation-effects: unknown effect(s) {unknown}; valid: {sorted(augment.EFFECTS)}")
+        ablation_model = {"crystal_system": BOOSTED_CRYSTAL_SYSTEM} if args.boosting else None
+        for effect in effects:
             p_off = params.without(effect)
             X = np.concatenate([simulated_features(b["name"], b["refls"], conditions, p_off, args.copies, [fset],
                                                    peak_params, cache, args.seed, n_jobs=args.n_jobs)[fset]
                                 for b in blocks])
-            run(f"{fset}, augmented x{args.copies} without {effect}", X, aug_labels, fset)
+            run(f"{fset}, augmented x{args.copies}{', boosted' if args.boosting else ''} without {effect}", X,
+                aug_labels, fset, model_params=ablation_model, shift_row=True)
     if args.calibrate:
         X, lab = stack(blocks, "aug", fset)
         rows = calibration_rows(X, lab, {s: measured[s] for s in sets}, fset, n_jobs=args.n_jobs,

@@ -122,3 +122,23 @@ def test_realism_widths_of_known_peaks():
     np.testing.assert_allclose(widths[:, 1], 2.3548 * np.array(sigmas), atol=0.021)
     lines = realism.summary(widths, np.array([3]))
     assert "median 3" in lines[0] and sum(" 1 peaks" in line for line in lines) == 3
+
+
+@pytest.mark.slow
+def test_bench_ablation_of_chosen_effects_with_the_boosted_model(tmp_path):
+    """--ablation --ablation-effects A,B --boosting: one boosted row (and its shift-averaged row) per named effect;
+    an unknown effect is refused with the valid names."""
+    shared_path("measured", "tacr2o6")
+    cats = synthetic_catalogs(tmp_path, {7: 16})
+    out = tmp_path / "out"
+    base = ["--catalog", str(cats[0]), "--copies", "1", "--feature-set", "measured", "--sets", "tacr2o6",
+            "--no-ideal", "--no-baseline", "--boosting", "--boosting-only", "--shift-average", "0.04",
+            "--shift-views", "3", "--cache", str(tmp_path / "cache"), "--n-jobs", "1", "--out", str(out)]
+    assert accuracy.main(base + ["--ablation", "--ablation-effects", "impurity,shift"]) == 0
+    text = (out / "tables.txt").read_text()
+    for effect in ("impurity", "shift"):
+        assert f"measured, augmented x1, boosted without {effect}  " in text, effect
+        assert f"measured, augmented x1, boosted without {effect}, shift-averaged (3 x +-0.04)" in text, effect
+    assert "without noise" not in text
+    with pytest.raises(SystemExit, match="unknown effect.*'nosuch'.*valid"):
+        accuracy.main(base + ["--ablation", "--ablation-effects", "nosuch"])
