@@ -42,7 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xrdbatch import augment, features  # noqa: E402
+from xrdbatch import augment, features, match  # noqa: E402
 from xrdbatch.conditions import Conditions  # noqa: E402
 from xrdbatch.crystal import CRYSTAL_SYSTEMS, crystal_system_of  # noqa: E402
 from xrdbatch.train import BOOSTED_CRYSTAL_SYSTEM, CLASS_MIXES, resample_to_mix, row_origins  # noqa: E402
@@ -388,11 +388,24 @@ def _balanced(X, systems, sg, random_state):
     return X[idx], systems[idx], sg[idx]
 
 
-def scores(model, X, labels: pd.DataFrame, calibrator=None, views=()) -> dict:
+def scores(model, X, labels: pd.DataFrame, calibrator=None, views=(), matches=None) -> dict:
     """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows
-    (probabilities averaged over ``X`` and ``views``, the shifted peak lists, when given)."""
+    (probabilities averaged over ``X`` and ``views``, the shifted peak lists, when given; with ``matches``
+    (:func:`xrdbatch.match.best_matches` of the rows) the confident matches decide, :func:`xrdbatch.match.apply_matches`,
+    and ``matched`` / ``match_system_precision`` / ``match_sg_precision`` say how often and how well)."""
     proba = None if calibrator is None else calibrator.transform(model.predict_proba_views([X, *views]))
     frame = model.predict_frame(X, top_k=5, proba=proba, views=views)
+    extra = {}
+    if matches is not None:
+        frame = match.apply_matches(frame, matches)
+        hit = frame["matched"].to_numpy()
+        sg_col = "space_group" if "space_group" in labels else "spacegroup_number"
+        extra = {"matched": float(hit.mean()),
+                 "match_system_precision": float(np.mean(frame["crystal_system"].to_numpy()[hit].astype(str) ==
+                                                         labels["crystal_system"].to_numpy()[hit].astype(str)))
+                 if hit.any() else float("nan"),
+                 "match_sg_precision": float(np.mean(frame["space_group_1"].to_numpy()[hit] ==
+                                                     labels[sg_col].to_numpy()[hit])) if hit.any() else float("nan")}
     pred = frame["crystal_system"].to_numpy().astype(str)
     true = labels["crystal_system"].to_numpy().astype(str)
     recall = {s: float(np.mean(pred[true == s] == s)) for s in CRYSTAL_SYSTEMS if np.any(true == s)}
@@ -405,12 +418,12 @@ def scores(model, X, labels: pd.DataFrame, calibrator=None, views=()) -> dict:
             "family_accuracy": float(np.mean(fam_pred == fam_true)),
             "confusion": pd.crosstab(pd.Categorical(true, CRYSTAL_SYSTEMS), pd.Categorical(pred, CRYSTAL_SYSTEMS),
                                      dropna=False, rownames=["true"], colnames=["predicted"]),
-            "sg_top1": float(hits[:, 0].mean()), "sg_top5": float(hits.any(axis=1).mean())}
+            "sg_top1": float(hits[:, 0].mean()), "sg_top5": float(hits.any(axis=1).mean()), **extra}
 
 
 def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: int = 0, model_params=None,
                    space_group_rows=None, test_size: float = 0.2, sg_synthetic_weight: float | None = None,
-                   views_of=None) -> dict:
+                   views_of=None, library=None, feature_set: str = "") -> dict:
     """Scores on held-out *simulated* structure types: the tuning signal that is not the measured set.
 
     Grouped on ``structure_type``: about ``test_size`` of the types, chosen by a hash of the name (so the same
@@ -419,7 +432,9 @@ def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: in
 
     ``{"all": scores, "real": scores on the held-out real structures and their variants}``; with ``views_of``
     (held-out row indices -> shifted views of those rows, :func:`augmented_views`) also ``"all, shift-averaged"``
-    and ``"real, shift-averaged"``.
+    and ``"real, shift-averaged"``; with ``library`` too (:class:`xrdbatch.match.ReferenceLibrary` whose labels
+    carry ``structure_type``; ``feature_set`` names the columns of ``X``) ``"real, shift-averaged, search-match"`` against the library's training-side
+    entries only: the held-out types are not in it, so every match there is a false one.
     """
     # a structure type is held out by a hash of its name: the same real types are held out whatever else is trained
     types = labels["structure_type"].astype(str)
@@ -441,6 +456,14 @@ def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: in
         if views:
             out["real, shift-averaged"] = scores(model, X0[m], lab[real].reset_index(drop=True),
                                                  views=[V[m] for V in views])
+            if library is not None:
+                held_types = set(types[is_test])
+                known = library.subset(np.flatnonzero(~library.labels["structure_type"].astype(str)
+                                                      .isin(held_types).to_numpy()))
+                found = match.best_matches(known, X0[m], features.feature_names(feature_set),
+                                           views=[V[m] for V in views])
+                out["real, shift-averaged, search-match"] = scores(
+                    model, X0[m], lab[real].reset_index(drop=True), views=[V[m] for V in views], matches=found)
     for r in out.values():
         r["n_train"] = int(len(train))
     return out
@@ -541,6 +564,10 @@ def format_table(rows: list[dict], title: str) -> str:
                      f"{100 * r['macro_recall']:6.1f} "
                      f"{100 * r['sg_top1']:6.1f} {100 * r['sg_top5']:6.1f} {rec} {r.get('fit_seconds', 0):6.1f} "
                      f"{r.get('n_train', 0):>7}")
+        if "matched" in r:  # search-match rows: how often a match decided, and how often it was right
+            lines.append(f"    search-match decided {100 * r['matched']:.1f} % of the rows; crystal system right in "
+                         f"{100 * r['match_system_precision']:.1f} % of those, space group in "
+                         f"{100 * r['match_sg_precision']:.1f} %")
     return "\n".join(lines)
 
 
@@ -618,6 +645,10 @@ def main(argv=None) -> int:
                    help="also a row of the best model with its measured predictions averaged over --shift-views "
                         "copies of each peak list moved by zero shifts within +-DEG (xrdbatch score --shift-average)")
     p.add_argument("--shift-views", type=int, default=7, help="copies with --shift-average (default 7)")
+    p.add_argument("--search-match", action="store_true",
+                   help="also a row of every shift-averaged row where a confident search-match against the real "
+                        "training structures (ideal simulation; xrdbatch.match) decides; with --heldout also on the "
+                        "held-out real types against the training-side library (false matches only)")
     p.add_argument("--heldout", action="store_true",
                    help="also score every model on held-out simulated structure types (grouped 80/20 on "
                         "structure_type, by a hash of the type name, one more fit per model): all held-out rows, "
@@ -664,6 +695,25 @@ def main(argv=None) -> int:
 
     offsets = features.shift_offsets(args.shift_average, args.shift_views)
 
+    library, found_of = None, {}
+    if args.search_match:  # the real structures trained on (ideal simulation, no variants): the reference library
+        if len(offsets) < 2:
+            raise SystemExit("--search-match adds its rows to the shift-averaged ones: give --shift-average too")
+        X_ideal, lab_ideal = stack(blocks, "ideal", best_sets[0])
+        variant = lab_ideal["variant"] if "variant" in lab_ideal else 0
+        known = ((lab_ideal["origin"] == "real") & (variant == 0)).to_numpy()
+        library = match.ReferenceLibrary.from_features(
+            X_ideal[known], features.feature_names(best_sets[0]),
+            lab_ideal[known].rename(columns={"spacegroup_number": "space_group"}))
+        print(f"search-match library: {len(library)} real structures (ideal simulation)")
+
+    def matches_of(set_name, fset):
+        if (set_name, fset) not in found_of:
+            views = measured_views(set_name, conditions, fset, peak_params, cache, offsets)
+            found_of[set_name, fset] = match.best_matches(library, measured[set_name][0][fset],
+                                                          features.feature_names(fset), views=views)
+        return found_of[set_name, fset]
+
     def run(model_name, X, lab, fset, balance=False, class_mix="catalog", model_params=None, exponent=None,
             sg_rows=None, sg_weight=args.sg_synthetic_weight, shift_row=False):
         if args.max_train and len(X) > args.max_train:
@@ -691,8 +741,17 @@ def main(argv=None) -> int:
                     r.update(model=f"{model_name}{suffix}, shift-averaged ({len(offsets)} x +-{args.shift_average:g})",
                              fit_seconds=model.bench_fit_seconds_, n_train=len(X))
                     results[s].append(r)
-            n_rows = 2 if shift_row and len(offsets) > 1 else 1
-            for r in results[sets[0]][-n_rows:]:
+                    if library is not None:
+                        found = matches_of(s, fset)
+                        r = scores(model, Xm[fset], labm, views=views, matches=found)
+                        r.update(model=f"{model_name}{suffix}, shift-averaged, search-match",
+                                 fit_seconds=model.bench_fit_seconds_, n_train=len(X))
+                        results[s].append(r)
+                        print(f"  search-match on {s}: {r['matched']:.1%} of the patterns matched, crystal system "
+                              f"right in {r['match_system_precision']:.1%} of those, space group in "
+                              f"{r['match_sg_precision']:.1%}", flush=True)
+            n_rows = (1 + (shift_row and len(offsets) > 1) + (shift_row and len(offsets) > 1 and library is not None))
+            for r in [r for r in results[sets[0]][-n_rows:] if "search-match" not in r["model"]]:
                 print(f"  {r['model']}: {len(X)} rows, fit {model.bench_fit_seconds_:.1f} s; {sets[0]} acc "
                       f"{r['accuracy']:.3f} macro {r['macro_recall']:.3f} sg@1 {r['sg_top1']:.3f} "
                       f"sg@5 {r['sg_top5']:.3f}", flush=True)
@@ -702,7 +761,8 @@ def main(argv=None) -> int:
                 views_of = augmented_views(blocks, conditions, params, args.seed, fset, peak_params, offsets, X,
                                            n_jobs=args.n_jobs)
             held = heldout_scores(X, lab, n_jobs=args.n_jobs, model_params=model_params, space_group_rows=sg_rows,
-                                  sg_synthetic_weight=sg_weight, views_of=views_of)
+                                  sg_synthetic_weight=sg_weight, views_of=views_of,
+                                  library=library if views_of is not None else None, feature_set=fset)
             for part, r in held.items():
                 base, _, extra = part.partition(", ")
                 r.update(model=model_name + (f", {extra} ({len(offsets)} x +-{args.shift_average:g})" if extra else ""))

@@ -142,3 +142,27 @@ def test_bench_ablation_of_chosen_effects_with_the_boosted_model(tmp_path):
     assert "without noise" not in text
     with pytest.raises(SystemExit, match="unknown effect.*'nosuch'.*valid"):
         accuracy.main(base + ["--ablation", "--ablation-effects", "nosuch"])
+
+
+@pytest.mark.slow
+def test_bench_search_match_rows_measured_and_held_out(tmp_path):
+    """--search-match: the real structures of the catalogs (ideal simulation) are the reference library; a
+    search-match row follows every shift-averaged row, on the measured sets and on the held-out real types (against
+    the training-side library only)."""
+    shared_path("measured", "tacr2o6")
+    real = tmp_path / "real.parquet"
+    sources.ingest_to_parquet([str(shared_path("structures", "spglib_poscars")), "builtin:prototypes"], real,
+                              executor="serial")
+    cats = synthetic_catalogs(tmp_path, {7: 16})
+    out = tmp_path / "out"
+    argv = ["--catalog", f"{real}:1", "--catalog", str(cats[0]), "--copies", "1", "--feature-set", "measured",
+            "--sets", "tacr2o6", "--no-ideal", "--no-baseline", "--heldout", "--shift-average", "0.04",
+            "--shift-views", "3", "--search-match", "--cache", str(tmp_path / "cache"), "--n-jobs", "1",
+            "--out", str(out)]
+    assert accuracy.main(argv) == 0
+    text = (out / "tables.txt").read_text()
+    assert text.count("measured, augmented x1, shift-averaged, search-match") == 2  # tacr2o6 + held-out (real)
+    held = text[text.index("== held-out simulated structure types (real)"):]
+    assert "measured, augmented x1, shift-averaged, search-match (3 x +-0.04)" in held
+    with pytest.raises(SystemExit, match="--shift-average"):
+        accuracy.main([a for a in argv if a not in ("--shift-average", "0.04")])
