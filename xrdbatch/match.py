@@ -15,7 +15,9 @@ peaks (``q_1..q_20``) and the 10 strongest (``strongest_q_1..10``). A measured p
   ``tolerance`` of a line of the pattern,
 
 score ``min(forward, reverse)``: the reverse term stops a large cell with lines everywhere from matching
-anything. The best entry is reported; :func:`apply_matches` lets entries at or above ``threshold`` set the crystal
+anything. The best entry is reported; among entries within :data:`MARGIN` of the best score the most symmetric
+(highest space-group number) wins, as an indexing program prefers the simplest cell that explains the lines (pyrite
+must not be reported as its P1 description, sphalerite as a tetragonal superstructure); :func:`apply_matches` lets entries at or above ``threshold`` set the crystal
 system and put their space group first in the ranking.
 
 Defaults (``tolerance`` 0.004, ``threshold`` 0.8) from ``bench/results/session8/``: on RRUFF dev, 130 of 504
@@ -35,6 +37,9 @@ from xrdbatch.features import MISSING
 #: Relative tolerance in Q of a line match, and the score from which a match decides (see the module docstring).
 TOLERANCE = 0.004
 THRESHOLD = 0.8
+#: Entries within this score of the best one count as equally good; the most symmetric of them (highest space-group
+#: number) is reported: a superstructure or a low-symmetry description of the same lines must not beat the simple cell.
+MARGIN = 0.05
 
 _ALL = [f"q_{i + 1}" for i in range(20)] + [f"strongest_q_{i + 1}" for i in range(10)]
 _STRONG = [f"strongest_q_{i + 1}" for i in range(10)]
@@ -108,7 +113,7 @@ def _best(library, X, feature_names, tolerance, chunk):
     index = np.full(n, -1, dtype=np.int64)
     if len(library) and n:
         lib_lines, lib_strong = library.lines, library.strong
-        lib_n_strong = np.maximum((~np.isnan(lib_strong)).sum(1), 1)
+        symmetry = library.labels["space_group"].to_numpy(dtype=np.float64) * 10.0  # ranks above any score gap
         for a in range(0, n, chunk):
             s = strong[a:a + chunk]  # (c, 10)
             m = lines[a:a + chunk]  # (c, 30)
@@ -127,7 +132,8 @@ def _best(library, X, feature_names, tolerance, chunk):
                 rev = np.where(n_in > 0, (found & inside).sum(2) / np.maximum(n_in, 1), 0.0)
             sc = np.minimum(fwd, rev)
             sc[n_s == 0] = 0.0
-            best = np.argmax(sc, axis=1)
+            near = sc >= sc.max(axis=1, keepdims=True) - MARGIN
+            best = np.argmax(np.where(near, symmetry[None, :] + sc, -np.inf), axis=1)
             rows = np.arange(len(s))
             score[a:a + chunk] = sc[rows, best]
             fwd_best[a:a + chunk], rev_best[a:a + chunk] = fwd[rows, best], rev[rows, best]
