@@ -391,8 +391,9 @@ def _balanced(X, systems, sg, random_state):
 def scores(model, X, labels: pd.DataFrame, calibrator=None, views=(), matches=None) -> dict:
     """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows
     (probabilities averaged over ``X`` and ``views``, the shifted peak lists, when given; with ``matches``
-    (:func:`xrdbatch.match.best_matches` of the rows) the confident matches decide, :func:`xrdbatch.match.apply_matches`,
-    and ``matched`` / ``match_system_precision`` / ``match_sg_precision`` say how often and how well)."""
+    (:func:`xrdbatch.match.best_matches` of the rows) the confident matches decide
+    (:func:`xrdbatch.match.apply_matches`), and ``matched`` / ``match_system_precision`` / ``match_sg_precision``
+    say how often and how well)."""
     proba = None if calibrator is None else calibrator.transform(model.predict_proba_views([X, *views]))
     frame = model.predict_frame(X, top_k=5, proba=proba, views=views)
     extra = {}
@@ -433,8 +434,9 @@ def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: in
     ``{"all": scores, "real": scores on the held-out real structures and their variants}``; with ``views_of``
     (held-out row indices -> shifted views of those rows, :func:`augmented_views`) also ``"all, shift-averaged"``
     and ``"real, shift-averaged"``; with ``library`` too (:class:`xrdbatch.match.ReferenceLibrary` whose labels
-    carry ``structure_type``; ``feature_set`` names the columns of ``X``) ``"real, shift-averaged, search-match"`` against the library's training-side
-    entries only: the held-out types are not in it, so every match there is a false one.
+    carry ``structure_type``; ``feature_set`` names the columns of ``X``) ``"real, shift-averaged, search-match"``,
+    against the library's training-side entries only: the held-out types are not in it, so every match there is a
+    false one.
     """
     # a structure type is held out by a hash of its name: the same real types are held out whatever else is trained
     types = labels["structure_type"].astype(str)

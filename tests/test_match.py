@@ -103,8 +103,21 @@ def test_library_needs_the_q_columns_and_the_labels():
                                              pd.DataFrame({"crystal_system": ["cubic"] * 2, "space_group": [225] * 2}))
     names = features.feature_names(FSET)
     with pytest.raises(ValueError, match="'space_group' column"):
-        match.ReferenceLibrary.from_features(np.zeros((2, len(names))), names, pd.DataFrame({"crystal_system": ["a"] * 2}))
+        match.ReferenceLibrary.from_features(np.zeros((2, len(names))), names,
+                                             pd.DataFrame({"crystal_system": ["a"] * 2}))
     empty = match.ReferenceLibrary.from_features(np.zeros((0, len(names))), names,
                                                  pd.DataFrame({"crystal_system": [], "space_group": []}))
     found = match.best_matches(empty, np.full((3, len(names)), features.MISSING), names)
     assert (found["match_index"] == -1).all() and (found["match_score"] == 0).all()
+
+
+def test_equally_good_entries_report_the_most_symmetric(library_and_patterns):
+    """The same lines under a P1 and a cubic label (pyrite and its P1 description): the cubic entry is reported."""
+    X_ideal, X_meas, views, labels, names = library_and_patterns
+    X = np.concatenate([X_ideal[:1], X_ideal[:1]])
+    for order in ([1, 225], [225, 1]):
+        lib = match.ReferenceLibrary.from_features(
+            X, names, pd.DataFrame({"crystal_system": ["triclinic" if g == 1 else "cubic" for g in order],
+                                    "space_group": order}))
+        found = match.best_matches(lib, X_meas[:1], names, views=[V[:1] for V in views])
+        assert int(found["match_space_group"].iloc[0]) == 225 and found["match_crystal_system"].iloc[0] == "cubic"

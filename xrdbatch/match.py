@@ -15,14 +15,15 @@ peaks (``q_1..q_20``) and the 10 strongest (``strongest_q_1..10``). A measured p
   ``tolerance`` of a line of the pattern,
 
 score ``min(forward, reverse)``: the reverse term stops a large cell with lines everywhere from matching
-anything. The best entry is reported; among entries within :data:`MARGIN` of the best score the most symmetric
-(highest space-group number) wins, as an indexing program prefers the simplest cell that explains the lines (pyrite
-must not be reported as its P1 description, sphalerite as a tetragonal superstructure); :func:`apply_matches` lets entries at or above ``threshold`` set the crystal
-system and put their space group first in the ranking.
+anything. The best entry is reported. Among entries within :data:`MARGIN` of the best score the most symmetric
+(highest space-group number) wins, as an indexing program prefers the simplest cell that explains the lines: pyrite
+must not be reported as its P1 description, sphalerite as a tetragonal superstructure. :func:`apply_matches` lets
+entries at or above ``threshold`` set the crystal system and put their space group first in the ranking.
 
-Defaults (``tolerance`` 0.004, ``threshold`` 0.8) from ``bench/results/session8/``: on RRUFF dev, 130 of 504
-measured minerals match a real training structure at 0.8; 96 % of those matches have the right crystal system
-and 91 % the right space group.
+Defaults (``tolerance`` 0.004, ``threshold`` 0.8) were chosen on RRUFF dev (``bench/results/session8/``). There,
+139 of 504 measured minerals match a real training structure (over the 7 zero-shifted views); 97.8 % of those
+matches have the right crystal system and 92.8 % the right space group. On held-out real structure types (not in
+the library) 3 % of the rows take a match, 78 % of them with the right crystal system.
 """
 
 from __future__ import annotations
