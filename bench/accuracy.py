@@ -435,8 +435,8 @@ def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: in
     (held-out row indices -> shifted views of those rows, :func:`augmented_views`) also ``"all, shift-averaged"``
     and ``"real, shift-averaged"``; with ``library`` too (:class:`xrdbatch.match.ReferenceLibrary` whose labels
     carry ``structure_type``; ``feature_set`` names the columns of ``X``) ``"real, shift-averaged, search-match"``,
-    against the library's training-side entries only: the held-out types are not in it, so every match there is a
-    false one.
+    against the library's training-side entries only: the held-out types are not in it, so every match there is to
+    another structure type (how search-match treats structures it does not know).
     """
     # a structure type is held out by a hash of its name: the same real types are held out whatever else is trained
     types = labels["structure_type"].astype(str)
@@ -650,7 +650,7 @@ def main(argv=None) -> int:
     p.add_argument("--search-match", action="store_true",
                    help="also a row of every shift-averaged row where a confident search-match against the real "
                         "training structures (ideal simulation; xrdbatch.match) decides; with --heldout also on the "
-                        "held-out real types against the training-side library (false matches only)")
+                        "held-out real types against the training-side library (their own types left out)")
     p.add_argument("--heldout", action="store_true",
                    help="also score every model on held-out simulated structure types (grouped 80/20 on "
                         "structure_type, by a hash of the type name, one more fit per model): all held-out rows, "
