@@ -459,13 +459,12 @@ def heldout_scores(X, labels: pd.DataFrame, *, n_jobs: int = 2, random_state: in
             out["real, shift-averaged"] = scores(model, X0[m], lab[real].reset_index(drop=True),
                                                  views=[V[m] for V in views])
             if library is not None:
-                held_types = set(types[is_test])
+                real_views = [V[m] for V in views]
                 known = library.subset(np.flatnonzero(~library.labels["structure_type"].astype(str)
-                                                      .isin(held_types).to_numpy()))
-                found = match.best_matches(known, X0[m], features.feature_names(feature_set),
-                                           views=[V[m] for V in views])
-                out["real, shift-averaged, search-match"] = scores(
-                    model, X0[m], lab[real].reset_index(drop=True), views=[V[m] for V in views], matches=found)
+                                                      .isin(set(types[is_test])).to_numpy()))
+                found = match.best_matches(known, X0[m], features.feature_names(feature_set), views=real_views)
+                out["real, shift-averaged, search-match"] = scores(model, X0[m], lab[real].reset_index(drop=True),
+                                                                   views=real_views, matches=found)
     for r in out.values():
         r["n_train"] = int(len(train))
     return out
@@ -697,24 +696,16 @@ def main(argv=None) -> int:
 
     offsets = features.shift_offsets(args.shift_average, args.shift_views)
 
-    library, found_of = None, {}
+    library, found_of = None, {}  # found_of: (measured set, feature set) -> its matches, computed once
     if args.search_match:  # the real structures trained on (ideal simulation, no variants): the reference library
         if len(offsets) < 2:
             raise SystemExit("--search-match adds its rows to the shift-averaged ones: give --shift-average too")
         X_ideal, lab_ideal = stack(blocks, "ideal", best_sets[0])
-        variant = lab_ideal["variant"] if "variant" in lab_ideal else 0
-        known = ((lab_ideal["origin"] == "real") & (variant == 0)).to_numpy()
+        known = ((lab_ideal["origin"] == "real") & (lab_ideal["variant"] == 0)).to_numpy()
         library = match.ReferenceLibrary.from_features(
             X_ideal[known], features.feature_names(best_sets[0]),
             lab_ideal[known].rename(columns={"spacegroup_number": "space_group"}))
         print(f"search-match library: {len(library)} real structures (ideal simulation)")
-
-    def matches_of(set_name, fset):
-        if (set_name, fset) not in found_of:
-            views = measured_views(set_name, conditions, fset, peak_params, cache, offsets)
-            found_of[set_name, fset] = match.best_matches(library, measured[set_name][0][fset],
-                                                          features.feature_names(fset), views=views)
-        return found_of[set_name, fset]
 
     def run(model_name, X, lab, fset, balance=False, class_mix="catalog", model_params=None, exponent=None,
             sg_rows=None, sg_weight=args.sg_synthetic_weight, shift_row=False):
@@ -730,6 +721,7 @@ def main(argv=None) -> int:
         if isinstance(exponent, (list, tuple)):
             exponents = list(exponent)
         for e in exponents:
+            first = len(results[sets[0]])
             model.system_exponent = e
             suffix = f", system exponent {e:g}" if len(exponents) > 1 else ""
             for s in sets:
@@ -744,16 +736,17 @@ def main(argv=None) -> int:
                              fit_seconds=model.bench_fit_seconds_, n_train=len(X))
                     results[s].append(r)
                     if library is not None:
-                        found = matches_of(s, fset)
-                        r = scores(model, Xm[fset], labm, views=views, matches=found)
+                        if (s, fset) not in found_of:
+                            found_of[s, fset] = match.best_matches(library, Xm[fset], features.feature_names(fset),
+                                                                   views=views)
+                        r = scores(model, Xm[fset], labm, views=views, matches=found_of[s, fset])
                         r.update(model=f"{model_name}{suffix}, shift-averaged, search-match",
                                  fit_seconds=model.bench_fit_seconds_, n_train=len(X))
                         results[s].append(r)
                         print(f"  search-match on {s}: {r['matched']:.1%} of the patterns matched, crystal system "
                               f"right in {r['match_system_precision']:.1%} of those, space group in "
                               f"{r['match_sg_precision']:.1%}", flush=True)
-            n_rows = (1 + (shift_row and len(offsets) > 1) + (shift_row and len(offsets) > 1 and library is not None))
-            for r in [r for r in results[sets[0]][-n_rows:] if "search-match" not in r["model"]]:
+            for r in [r for r in results[sets[0]][first:] if "matched" not in r]:  # search-match rows printed above
                 print(f"  {r['model']}: {len(X)} rows, fit {model.bench_fit_seconds_:.1f} s; {sets[0]} acc "
                       f"{r['accuracy']:.3f} macro {r['macro_recall']:.3f} sg@1 {r['sg_top1']:.3f} "
                       f"sg@5 {r['sg_top5']:.3f}", flush=True)

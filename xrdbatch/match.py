@@ -121,13 +121,13 @@ def _best(library, X, feature_names, tolerance, chunk):
             with np.errstate(invalid="ignore"):
                 # forward: each of the pattern's strong lines against every entry's lines -> (c, L, 10)
                 rel = np.abs(lib_lines[None, :, :, None] - s[:, None, None, :]) / s[:, None, None, :]
-                hit = np.nanmin(np.where(np.isnan(rel), np.inf, rel), axis=2) < tolerance  # (c, L, 10)
+                hit = np.where(np.isnan(rel), np.inf, rel).min(axis=2) < tolerance  # (c, L, 10)
                 n_s = (~np.isnan(s)).sum(1)  # (c,)
                 fwd = hit.sum(2) / np.maximum(n_s, 1)[:, None]
                 # reverse: each entry's strong lines inside the pattern's range against the pattern's lines
-                q_max = np.nanmax(np.where(np.isnan(m), -np.inf, m), axis=1)  # (c,)
+                q_max = np.where(np.isnan(m), -np.inf, m).max(axis=1)  # (c,)
                 rel = np.abs(lib_strong[None, :, :, None] - m[:, None, None, :]) / lib_strong[None, :, :, None]
-                found = np.nanmin(np.where(np.isnan(rel), np.inf, rel), axis=3) < tolerance  # (c, L, 10)
+                found = np.where(np.isnan(rel), np.inf, rel).min(axis=3) < tolerance  # (c, L, 10)
                 inside = lib_strong[None, :, :] <= q_max[:, None, None] * (1 + tolerance)
                 n_in = inside.sum(2)
                 rev = np.where(n_in > 0, (found & inside).sum(2) / np.maximum(n_in, 1), 0.0)
