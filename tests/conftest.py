@@ -1,9 +1,10 @@
-"""Shared test fixtures: the read-only data beside the project (``../shared/data``)."""
+"""Shared test fixtures: the read-only data beside the project (``../shared/data``), and small test crystals."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,3 +23,12 @@ def shared_path(*parts: str) -> Path:
 def shared():
     """Fixture form of :func:`shared_path`."""
     return shared_path
+
+
+def nacl():
+    """Rock salt NaCl (a = 5.64 angstrom, B = 0.5), the conventional cubic cell."""
+    from xrdbatch.crystal import Crystal
+
+    na = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]]
+    cl = [[.5, .5, .5], [.5, 0, 0], [0, .5, 0], [0, 0, .5]]
+    return Crystal(np.eye(3) * 5.64, ("Na",) * 4 + ("Cl",) * 4, np.array(na + cl, float), np.ones(8), np.full(8, 0.5))

@@ -6,18 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import nacl
 from xrdbatch import augment, features, simulate as sim
 from xrdbatch.conditions import Conditions
 from xrdbatch.crystal import Crystal
 
 COND = Conditions.from_radiation("CuKa12", two_theta_min_deg=10.0, two_theta_max_deg=80.0, two_theta_step_deg=0.02)
-
-
-def _nacl() -> Crystal:
-    a = 5.64
-    na = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]]
-    cl = [[.5, .5, .5], [.5, 0, 0], [0, .5, 0], [0, 0, .5]]
-    return Crystal(np.eye(3) * a, ("Na",) * 4 + ("Cl",) * 4, np.array(na + cl, float), np.ones(8), np.full(8, 0.5))
 
 
 def _ortho() -> Crystal:
@@ -28,7 +22,7 @@ def _ortho() -> Crystal:
 
 @pytest.fixture(scope="module")
 def refls():
-    return [sim.reflections(_nacl(), 1.0), sim.reflections(_ortho(), 1.0)]
+    return [sim.reflections(nacl(), 1.0), sim.reflections(_ortho(), 1.0)]
 
 
 def test_params_json_round_trip_and_without():

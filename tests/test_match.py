@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import nacl
 from xrdbatch import augment, features, match, simulate as sim
 from xrdbatch.conditions import Conditions
 from xrdbatch.crystal import Crystal
@@ -17,11 +18,7 @@ COND = Conditions.from_radiation("CuKa12", two_theta_min_deg=5.0, two_theta_max_
 
 def _crystals():
     """NaCl and a few three-atom cells of other shapes (labels: distinct per cell, consistent per shape)."""
-    a = 5.64
-    na = [[0, 0, 0], [0, .5, .5], [.5, 0, .5], [.5, .5, 0]]
-    cl = [[.5, .5, .5], [.5, 0, 0], [0, .5, 0], [0, 0, .5]]
-    out = [(Crystal(np.eye(3) * a, ("Na",) * 4 + ("Cl",) * 4, np.array(na + cl, float), np.ones(8), np.full(8, 0.5)),
-            "cubic", 225)]
+    out = [(nacl(), "cubic", 225)]
     frac = np.array([[0.1, 0.2, 0.3], [0.6, 0.1, 0.8], [0.3, 0.7, 0.15]])
     for i, (x, y, z) in enumerate([(4.1, 5.3, 7.7), (3.9, 6.2, 8.4), (5.0, 5.9, 6.8), (4.6, 7.1, 9.3)]):
         out.append((Crystal(np.diag([x, y, z]), ("Ca", "O", "Si"), frac, np.ones(3), np.full(3, 0.5)),
