@@ -392,13 +392,12 @@ def scores(model, X, labels: pd.DataFrame, calibrator=None, views=(), matches=No
     """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows
     (probabilities averaged over ``X`` and ``views``, the shifted peak lists, when given; with ``matches``
     (:func:`xrdbatch.match.best_matches` of the rows) the confident matches decide
-    (:func:`xrdbatch.match.apply_matches`), and ``matched`` / ``match_system_precision`` / ``match_sg_precision``
+    (``predict_frame(matches=)``), and ``matched`` / ``match_system_precision`` / ``match_sg_precision``
     say how often and how well)."""
     proba = None if calibrator is None else calibrator.transform(model.predict_proba_views([X, *views]))
-    frame = model.predict_frame(X, top_k=5, proba=proba, views=views)
+    frame = model.predict_frame(X, top_k=5, proba=proba, views=views, matches=matches)
     extra = {}
     if matches is not None:
-        frame = match.apply_matches(frame, matches)
         hit = frame["matched"].to_numpy()
         sg_col = "space_group" if "space_group" in labels else "spacegroup_number"
         extra = {"matched": float(hit.mean()),

@@ -1,5 +1,6 @@
 """xrdbatch.match: a measured-like pattern of a library structure finds it; a structure outside the library does
-not take a confident match; apply_matches reorders the space-group ranking and sets the crystal system."""
+not take a confident match; the sorted-line search scores exactly as a direct comparison; a confident match answers
+the prediction (system, space group first, lattice) through CrystalForest.predict_frame."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import nacl
-from xrdbatch import augment, features, match, simulate as sim
+from xrdbatch import augment, features, match, simulate as sim, train
 from xrdbatch.conditions import Conditions
 from xrdbatch.crystal import Crystal
 
@@ -76,21 +77,89 @@ def test_a_structure_outside_the_library_takes_no_confident_match(library_and_pa
             assert int(found["match_space_group"].iloc[0]) == labels["space_group"].iloc[leave]
 
 
-def test_apply_matches_reorders_the_ranking_and_sets_the_system():
-    frame = pd.DataFrame({"crystal_system": ["cubic", "monoclinic"], "space_group_1": [225, 14],
-                          "space_group_2": [221, 15], "space_group_3": [229, 2]})
-    matches = pd.DataFrame({"match_score": [0.9, 0.5], "match_index": [3, 1],
-                            "match_crystal_system": ["orthorhombic", "triclinic"], "match_space_group": [62.0, 2.0]})
-    out = match.apply_matches(frame, matches)
-    assert out["matched"].tolist() == [True, False]
-    assert out.loc[0, ["crystal_system", "space_group_1", "space_group_2", "space_group_3"]].tolist() == [
-        "orthorhombic", 62, 225, 221]
-    assert out.loc[1].drop("matched").tolist() == frame.loc[1].tolist()  # below the threshold: unchanged
-    # a matched group already in the ranking moves up instead of appearing twice
-    out = match.apply_matches(frame, matches.assign(match_space_group=[229.0, 2.0]))
-    assert out.loc[0, ["space_group_1", "space_group_2", "space_group_3"]].tolist() == [229, 225, 221]
-    with pytest.raises(ValueError, match="2 predictions but 1 matches"):
-        match.apply_matches(frame, matches.iloc[:1])
+def _direct(library, X, names, tolerance=match.TOLERANCE):
+    """The definition of the score, pattern line by entry line (what the sorted-line search must reproduce)."""
+    lines, strong = match._columns(X, names, match._ALL), match._columns(X, names, match._STRONG)
+    out = np.zeros((len(X), len(library)))
+    for i in range(len(X)):
+        s, m = strong[i][~np.isnan(strong[i])], lines[i][~np.isnan(lines[i])]
+        for e in range(len(library)):
+            el, es = library.lines[e][~np.isnan(library.lines[e])], library.strong[e][~np.isnan(library.strong[e])]
+            fwd = np.mean([np.any(np.abs(el - q) / q < tolerance) for q in s]) if len(s) else 0.0
+            es = es[es <= m.max() * (1 + tolerance)] if len(m) else es[:0]
+            rev = np.mean([np.any(np.abs(x - m) / x < tolerance) for x in es]) if len(es) else 0.0
+            out[i, e] = min(fwd, rev) if len(s) else 0.0
+    return out
+
+
+def test_sorted_line_search_scores_as_the_direct_comparison(library_and_patterns):
+    """Library: the test crystals plus copies with every line scaled by 0.2-1 % (lines at and around the tolerance);
+    rows: measured-like patterns and the ideal ones. Best score and entry as the definition gives them."""
+    X_ideal, X_meas, views, labels, names = library_and_patterns
+    rng = np.random.default_rng(1)
+    q_cols = [names.index(c) for c in match._ALL]
+    copies = []
+    for scale in (1.002, 0.996, 1.0041, 1.01):
+        X = X_ideal.copy()
+        X[:, q_cols] = np.where(X[:, q_cols] > 0, X[:, q_cols] * scale, X[:, q_cols])
+        copies.append(X)
+    X_lib = np.concatenate([X_ideal, *copies])
+    lib_labels = pd.concat([labels] * 5, ignore_index=True)
+    lib_labels["space_group"] = rng.permutation(np.arange(1, len(lib_labels) + 1))  # no symmetry ties
+    lib = match.ReferenceLibrary.from_features(X_lib, names, lib_labels)
+    rows = np.concatenate([X_meas, X_ideal, *views[:2]])
+    found = match.best_matches(lib, rows, names, chunk=3)
+    direct = _direct(lib, rows, names)
+    np.testing.assert_allclose(found["match_score"], direct.max(axis=1))
+    got = found["match_index"].to_numpy()
+    assert (direct[np.arange(len(rows)), got] >= direct.max(axis=1) - match.MARGIN).all()
+    # forward and reverse of the reported entry are the definition's (score = their minimum)
+    np.testing.assert_allclose(found["match_score"], np.minimum(found["match_forward"], found["match_reverse"]))
+
+
+def test_library_table_round_trip(library_and_patterns):
+    X_ideal, X_meas, views, labels, names = library_and_patterns
+    lib = match.ReferenceLibrary.from_features(X_ideal, names, labels.assign(id=[f"s{i}" for i in range(len(labels))]))
+    again = match.ReferenceLibrary.from_frame(lib.to_frame())
+    np.testing.assert_array_equal(again.lines, lib.lines.astype(np.float32))
+    assert again.labels.equals(lib.labels)
+    a, b = (match.best_matches(x, X_meas, names, views=views) for x in (lib, again))
+    np.testing.assert_allclose(a["match_score"], b["match_score"])
+    with pytest.raises(ValueError, match="line columns"):
+        match.ReferenceLibrary.from_frame(lib.to_frame().drop(columns=["q_3"]))
+
+
+def test_a_confident_match_answers_the_prediction():
+    """predict_frame(matches=): matched system, matched group first (the model's ranking after it, no duplicate),
+    the entry's lattice, the model's probabilities of what is shown; rows below the threshold as without matches."""
+    X, labels = train.synthetic_lattice_features(800, "measured", seed=5)
+    small = train.ForestParams(n_estimators=6, min_samples_leaf=2)
+    model = train.CrystalForest(crystal_system=small, space_group=small, lattice=small, random_state=0, n_jobs=1)
+    model.fit(X, labels["crystal_system"].to_numpy(), labels["spacegroup_number"].to_numpy(),
+              labels[list(train.LATTICE_NAMES)].to_numpy(dtype=float))
+    plain = model.predict_frame(X[:3], top_k=5)
+    third = int(plain.loc[2, "space_group_3"])
+    matches = pd.DataFrame({"match_score": [0.9, 0.5, 1.0], "match_index": [4, 1, 7],
+                            "match_crystal_system": ["orthorhombic", "triclinic", "cubic"],
+                            "match_space_group": [62, 2, third], "match_a": [5.0, 1.0, 4.2],
+                            "match_b": [6.0, 1.0, 4.2], "match_c": [7.0, 1.0, 4.2], "match_alpha": [90.0] * 3,
+                            "match_beta": [90.0] * 3, "match_gamma": [90.0] * 3})
+    out = model.predict_frame(X[:3], top_k=5, matches=matches)
+    assert out["matched"].tolist() == [True, False, True]
+    assert out.loc[0, "crystal_system"] == "orthorhombic" and out.loc[0, "space_group_1"] == 62
+    assert out.loc[0, ["a", "b", "c"]].tolist() == [5.0, 6.0, 7.0]
+    proba = model.predict_proba(X[:1])[0]
+    assert out.loc[0, "crystal_system_prob"] == pytest.approx(proba[list(model.classes_).index("orthorhombic")])
+    rest = [g for g in plain.loc[0, [f"space_group_{k}" for k in range(1, 6)]] if g != 62][:4]
+    assert out.loc[0, [f"space_group_{k}" for k in range(2, 6)]].tolist() == rest
+    assert out.loc[1].drop("matched").equals(plain.loc[1])  # below the threshold: the model's answer
+    # a matched group already in the ranking moves up instead of appearing twice, its probability with it
+    ranked = out.loc[2, [f"space_group_{k}" for k in range(1, 6)]].tolist()
+    assert ranked[0] == third and len(set(ranked)) == 5
+    assert out.loc[2, "space_group_prob_1"] == pytest.approx(plain.loc[2, "space_group_prob_3"])
+    assert out.loc[2, "crystal_system"] == "cubic"
+    with pytest.raises(ValueError, match="3 rows but 1 matches"):
+        model.predict_frame(X[:3], matches=matches.iloc[:1])
 
 
 def test_library_needs_the_q_columns_and_the_labels():

@@ -93,6 +93,9 @@ def test_training_data_recipe_is_one_run(tmp_path):
     assert manifest["training"]["space_group_synthetic_weight"] == 0.0
     assert set(manifest["training"]["origins"]) == {"real", "variant", "synthetic"}
     assert all(s["origin_from"] == "store" for s in manifest["training"]["source"]["stores"])  # its source coord
+    # the search-match library: the real structures (prototypes, not their variants) of the ideal store behind the
+    # augmented copies
+    assert manifest["library"]["source"] == outputs["store"] and 200 < manifest["library"]["entries"] <= 288
 
     # the recipe's scoring with shift averaging ([scoring] shift_average_deg / shift_views) on the same run
     cfg = config.load_config(pipeline.DEMO_CONFIG, [
@@ -104,3 +107,13 @@ def test_training_data_recipe_is_one_run(tmp_path):
     avg, plain = (pd.read_csv(tmp_path / "run" / f).sort_values("file") for f in ("scores.csv", "plain.csv"))
     assert len(avg) == len(plain) > 0 and (avg["status"] == "ok").all()
     assert not np.allclose(avg["crystal_system_prob"], plain["crystal_system_prob"])  # the averaging took place
+    # measured prototypes are answered by their own structure in the library (default: on; 5 of 8 at this coarse
+    # 10-60 deg, 0.05 deg step, 8 of 8 with the demo's conditions)
+    matched = avg["matched"].astype(bool).to_numpy()
+    named = avg["file"].map(lambda f: f.rsplit("/", 1)[-1][:-3])
+    assert matched.sum() >= 4, avg[["file", "match_score", "match_formula"]]
+    assert (avg["space_group_1"][matched] == named[matched].str.split("_").str[1].astype(int)).all()
+    assert (avg["match_formula"][matched] == named[matched].str.split("_").str[0]).all()
+    cfg["scoring"].update(search_match=False, out="model_only.csv")
+    pipeline.run(cfg, stages=["examples", "score"], log=lines.append)
+    assert pd.read_csv(tmp_path / "run" / "model_only.csv")["matched"].isna().all()

@@ -128,7 +128,7 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
     sources.ingest_to_parquet([str(folder), "builtin:prototypes"], catalog)
     st_path = str(tmp_path / "store.zarr")
     store.simulate(str(catalog), st_path, Conditions(two_theta_step_deg=0.04), executor="serial", log=lambda *_: None)
-    summary = features.features_to_store(st_path, ["seed11", "q11"])
+    summary = features.features_to_store(st_path, ["seed11", "q11", "measured"], {"height_rel": 0.04})
     assert summary["n_structures"] > 100
     X, labels, names, peak_params, conditions, source = train.read_training_data(st_path, "q11")
     assert X.shape[1] == 11 and names == features.feature_names("q11") and len(labels) == len(X)
@@ -166,6 +166,44 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
     assert b.model.crystal_system_model_.class_weight == "balanced"
     sources_in_store = {str(v) for v in store.open_dataset(st_path)["source"].values}
     assert sources_in_store == {str(folder), "builtin:prototypes"}
+    assert bundle.load_bundle(tmp_path / "cli-balanced").library is None  # q11: no line positions in Q
+
+    # search-match (issue 8, session 9): the real structures of the (ideal) training store become the library
+    assert train.default_library_store(st_path)[0] == st_path
+    lib = train.reference_library(st_path, {"height_rel": 0.04})
+    ok = (np.asarray(ds["sim_status"].values.tolist()) == "ok")
+    assert len(lib) == ok.sum() and {"id", "formula", "crystal_system", "space_group", "a", "gamma"} <= set(lib.labels)
+    first_ok = np.flatnonzero(ok)[:5]
+    x = features.extract(ds.two_theta.values, ds.intensity.values[first_ok], conditions.wavelength_angstrom,
+                         "measured", height_rel=0.04)
+    from xrdbatch import match
+
+    assert (match.best_matches(lib, x, features.feature_names("measured"))["match_score"] == 1.0).all()
+    assert cli.main(["train", "--store", st_path, "--out", str(tmp_path / "matching"), "--feature-set", "measured",
+                     "--n-jobs", "1"]) == 0
+    assert f"search-match library of {len(lib)} real structures" in capsys.readouterr().out
+    b = bundle.load_bundle(tmp_path / "matching")
+    assert len(b.library) == len(lib) and b.manifest["library"]["source"] == st_path
+    assert "library.parquet" in b.manifest["files"]  # sha256-verified like the forests
+    assert cli.main(["train", "--store", st_path, "--out", str(tmp_path / "no-lib"), "--feature-set", "measured",
+                     "--n-jobs", "1", "--no-library"]) == 0
+    assert bundle.load_bundle(tmp_path / "no-lib").library is None
+    # measured single-phase patterns of reference structures (AutoXRD examples) are answered by their structure
+    from xrdbatch import score
+
+    spectra = shared("measured", "autoxrd_spectra", "Example", "Spectra")
+    out = tmp_path / "scores.parquet"
+    summary = score.score([str(spectra / f"{name}.xy") for name in ("Mn2O3", "MnO")], str(tmp_path / "matching"),
+                          str(out), shift_average_deg=0.06)
+    rows = pd.read_parquet(out).set_index(pd.read_parquet(out)["file"].map(lambda f: f.rsplit("/", 1)[-1]))
+    assert summary["search_match"] and summary["matched"] == 2, rows[["match_score", "match_formula"]]
+    assert rows.loc["Mn2O3.xy", ["crystal_system", "space_group_1", "match_formula"]].tolist() == ["cubic", 206, "Mn2O3"]
+    assert rows.loc["MnO.xy", ["crystal_system", "space_group_1", "match_formula"]].tolist() == ["cubic", 225, "MnO"]
+    plain = score.score([str(spectra / "MnO.xy")], str(tmp_path / "matching"), str(tmp_path / "plain.parquet"),
+                        search_match=False)
+    assert not plain["search_match"] and pd.read_parquet(tmp_path / "plain.parquet")["matched"].isna().all()
+    with pytest.raises(ValueError, match="no search-match library"):
+        score.score([str(spectra / "MnO.xy")], str(tmp_path / "no-lib"), str(tmp_path / "x.parquet"), search_match=True)
 
 
 def test_crystal_system_model_kinds():

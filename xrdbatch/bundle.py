@@ -9,6 +9,8 @@ Layout::
       crystal_system.skops      ExtraTreesClassifier (or HistGradientBoostingClassifier, packed the same way)
       space_group__<system>.skops, lattice__<system>.skops
       evaluation.parquet        held-out rows: features, true labels, predictions (for ``xrdbatch report``)
+      library.parquet           search-match library (optional): the real training structures' lines in Q and
+                                labels (:mod:`xrdbatch.match`; ``xrdbatch score --search-match``)
 
 Forests are packed into plain dicts of compact numpy arrays (:func:`pack_forest`: 32-bit node columns,
 leaf values only) and saved with skops (never pickle); loading trusts no extra type at all and rebuilds
@@ -38,6 +40,7 @@ from xrdbatch.hashes import file_sha256 as sha256_file
 FORMAT = "xrdbatch-bundle/1"
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.parquet"
+LIBRARY = "library.parquet"
 
 
 class BundleError(ValueError):
@@ -262,7 +265,8 @@ def _node_dtype():
 
 
 def save_bundle(model, out, *, conditions, feature_set: str, feature_names, peak_params: dict, training: dict,
-                metrics: dict, evaluation=None, overwrite: bool = False, compression: bool = True) -> dict:
+                metrics: dict, evaluation=None, overwrite: bool = False, compression: bool = True,
+                library=None) -> dict:
     """Write a trained :class:`xrdbatch.train.CrystalForest` as a bundle directory; returns the manifest.
 
     Parameters
@@ -280,6 +284,8 @@ def save_bundle(model, out, *, conditions, feature_set: str, feature_names, peak
         Held-out evaluation table, stored as ``evaluation.parquet``.
     compression : bool
         Deflate the skops zip members (about 2-3x smaller, load slightly slower).
+    library : (ReferenceLibrary, str), optional
+        Search-match library and where it came from, stored as ``library.parquet`` (:mod:`xrdbatch.match`).
     """
     import zipfile
 
@@ -300,6 +306,15 @@ def save_bundle(model, out, *, conditions, feature_set: str, feature_names, peak
         if evaluation is not None:
             evaluation.to_parquet(tmp / EVALUATION, index=False)
             files[EVALUATION] = None
+        library_record = None
+        if library is not None:
+            from xrdbatch import match
+
+            reference, origin = library
+            reference.to_frame().to_parquet(tmp / LIBRARY, index=False)
+            files[LIBRARY] = None
+            library_record = {"entries": len(reference), "source": origin, "tolerance": match.TOLERANCE,
+                              "threshold": match.THRESHOLD, "margin": match.MARGIN}
         for name in files:
             files[name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
         from xrdbatch import features
@@ -318,6 +333,7 @@ def save_bundle(model, out, *, conditions, feature_set: str, feature_names, peak
                       "lattice_models": sorted(model.lattice_models_)},
             "training": training,
             "metrics": metrics,
+            "library": library_record,
             "versions": package_versions(),
             "files": files,
             "total_bytes": int(sum(f["bytes"] for f in files.values())),
@@ -409,6 +425,7 @@ class ModelBundle:
         self.feature_set = manifest["feature_set"]
         self.feature_names = list(manifest["feature_names"])
         self.peak_params = dict(manifest["peak_params"])
+        self._library = None  # read on first use (ModelBundle.library)
         # bundles saved before top_fit_rel existed (its default is now 0.6) stored only the settings they were
         # given and found peak tops with three points: score them as they were trained
         self.peak_params.setdefault("top_fit_rel", 0.0)
@@ -424,13 +441,16 @@ class ModelBundle:
         return (f"ModelBundle({str(self.path)!r}, feature_set={self.feature_set!r}, "
                 f"n_train={self.manifest['training'].get('n_train')})")
 
-    def predict(self, X, top_k: int = 5, views=()):
+    def predict(self, X, top_k: int = 5, views=(), matches=None):
         """Predictions for features ``X (n, n_features)`` made with :meth:`featurize` (or features.extract
         with this bundle's feature set and peak params).
 
         ``views``: feature matrices of the same patterns with shifted peak lists
         (:func:`xrdbatch.features.shifted_views`); probabilities are averaged over ``X`` and the views (and then
         calibrated, when the bundle has a calibration).
+
+        ``matches``: :func:`xrdbatch.match.best_matches` of the rows against :attr:`library`; confident ones
+        answer their rows (:meth:`xrdbatch.train.CrystalForest.predict_frame`, column ``matched``).
 
         Returns
         -------
@@ -448,8 +468,8 @@ class ModelBundle:
                 raise ValueError(f"every view must have the shape of X {X.shape}; got {V.shape}")
         if self.calibrator is not None:
             proba = self.calibrator.transform(self.model.predict_proba_views([X, *views]))
-            return self.model.predict_frame(X, top_k=top_k, proba=proba, views=views)
-        return self.model.predict_frame(X, top_k=top_k, views=views)
+            return self.model.predict_frame(X, top_k=top_k, proba=proba, views=views, matches=matches)
+        return self.model.predict_frame(X, top_k=top_k, views=views, matches=matches)
 
     def featurize(self, two_theta_deg, intensity, wavelength_angstrom: float | None = None) -> np.ndarray:
         """Features of patterns with this bundle's feature set and peak parameters (wavelength: the
@@ -458,6 +478,20 @@ class ModelBundle:
 
         wavelength = wavelength_angstrom or self.conditions.wavelength_angstrom
         return features.extract(two_theta_deg, intensity, wavelength, self.feature_set, **self.peak_params)
+
+    @property
+    def library(self):
+        """The search-match library (:class:`xrdbatch.match.ReferenceLibrary`), or None when the bundle has none
+        (read once; its sha256 was verified with the other files at load)."""
+        if LIBRARY not in self.manifest["files"]:
+            return None
+        if self._library is None:
+            import pandas as pd
+
+            from xrdbatch.match import ReferenceLibrary
+
+            self._library = ReferenceLibrary.from_frame(pd.read_parquet(self.path / LIBRARY))
+        return self._library
 
     def evaluation(self):
         """The held-out evaluation table saved at training time (DataFrame)."""

@@ -291,6 +291,10 @@ def _add_score(sub):
     p.add_argument("--shift-views", type=int, default=7, metavar="N",
                    help="number of copies with --shift-average (odd: evenly spread, the unshifted one in the "
                         "middle; default 7)")
+    p.add_argument("--search-match", action=argparse.BooleanOptionalAction, default=None,
+                   help="compare every pattern with the bundle's library of real training structures first; a "
+                        "confident match answers it (columns matched, match_score, match_id, match_formula). "
+                        "Default: on when the bundle has a library")
     _add_cluster_options(p)
     return p
 
@@ -312,7 +316,7 @@ def _cmd_score(args) -> int:
     kw = dict(wavelength_angstrom=wavelength, format=args.format, resume=args.resume,
               batch_size=args.batch_size, progress=True, endpoint_url=args.endpoint_url,
               abstain=args.abstain, abstain_accuracy=args.abstain_accuracy,
-              shift_average_deg=args.shift_average, shift_views=args.shift_views)
+              shift_average_deg=args.shift_average, shift_views=args.shift_views, search_match=args.search_match)
     try:
         if args.executor == "serial":
             summary = score.score(args.inputs, args.model, args.out, executor="serial", **kw)
@@ -328,6 +332,7 @@ def _cmd_score(args) -> int:
           f"{summary['warnings']} with warnings"
           + (f", {summary['abstained']} abstained (crystal-system probability < {summary['abstain_threshold']:.3g})"
              if summary["abstain_threshold"] is not None else "")
+          + (f", {summary['matched']} answered by a search-match" if summary["search_match"] else "")
           + f" -> {summary['out']}")
     return 0
 
@@ -544,6 +549,11 @@ def _add_train(sub):
     p.add_argument("--dask", action="store_true", help="fit through joblib's Dask backend on a cluster")
     p.add_argument("--recipe", choices=("default", "seed"), default="default",
                    help="forest shapes: compact defaults, or the seed's (500/200 deep trees; gigabytes)")
+    lib = p.add_mutually_exclusive_group()
+    lib.add_argument("--library-store", default=None, metavar="STORE",
+                     help="store of ideal patterns whose real structures become the bundle's search-match library "
+                          "(default: the training store, or the ideal store augmented copies were rendered from)")
+    lib.add_argument("--no-library", action="store_true", help="write no search-match library into the bundle")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out bundle")
     _add_cluster_options(p)
     return p
@@ -575,7 +585,7 @@ def _cmd_train(args) -> int:
         params["system_exponent"] = args.system_exponent
     kw = dict(feature_set=args.feature_set, split=args.split, test_size=args.test_size, random_state=args.seed,
               n_jobs=args.n_jobs or os.cpu_count(), model_params=params, overwrite=args.overwrite,
-              class_mix=args.class_mix)
+              class_mix=args.class_mix, library_store=None if args.no_library else (args.library_store or "auto"))
     if args.calibrate:
         kw["calibrate"] = args.calibrate
     if args.sg_synthetic_weight is not None:
@@ -593,7 +603,9 @@ def _cmd_train(args) -> int:
             manifest = train.train_from_store(args.store, args.out, **kw)
     except (ValueError, FileNotFoundError, store.StoreError, bundle.BundleError) as exc:
         raise CliError(str(exc)) from None
-    print(f"bundle {args.out}: {manifest['total_bytes'] / 1e6:.1f} MB, {len(manifest['files'])} files")
+    library = manifest.get("library")
+    print(f"bundle {args.out}: {manifest['total_bytes'] / 1e6:.1f} MB, {len(manifest['files'])} files"
+          + (f", search-match library of {library['entries']} real structures" if library else ", no search-match library"))
     return 0
 
 

@@ -17,8 +17,13 @@ peaks (``q_1..q_20``) and the 10 strongest (``strongest_q_1..10``). A measured p
 score ``min(forward, reverse)``: the reverse term stops a large cell with lines everywhere from matching
 anything. The best entry is reported. Among entries within :data:`MARGIN` of the best score the most symmetric
 (highest space-group number) wins, as an indexing program prefers the simplest cell that explains the lines: pyrite
-must not be reported as its P1 description, sphalerite as a tetragonal superstructure. :func:`apply_matches` lets
-entries at or above ``threshold`` set the crystal system and put their space group first in the ranking.
+must not be reported as its P1 description, sphalerite as a tetragonal superstructure. Entries at or above
+``threshold`` (:func:`decided`) answer the pattern: :meth:`xrdbatch.train.CrystalForest.predict_frame` (``matches=``)
+takes their crystal system, puts their space group first in the ranking and reports their lattice constants.
+
+In the product the library is the bundle's ``library.parquet`` (:func:`xrdbatch.train.reference_library`: the
+real structures of the ideal training store) and ``xrdbatch score --search-match`` applies it; lines are looked
+up through sorted line lists (:func:`best_matches`), ~0.3 ms per pattern and view against 2,101 entries.
 
 Defaults (``tolerance`` 0.004, ``threshold`` 0.8) were chosen on RRUFF dev (``bench/results/session8/``). There,
 139 of 504 measured minerals match a real training structure (over the 7 zero-shifted views); 97.8 % of those
@@ -28,7 +33,7 @@ the library) 4.1 % of the rows take a match, 72 % of them with the right crystal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -41,9 +46,16 @@ THRESHOLD = 0.8
 #: Entries within this score of the best one count as equally good; the most symmetric of them (highest space-group
 #: number) is reported: a superstructure or a low-symmetry description of the same lines must not beat the simple cell.
 MARGIN = 0.05
+#: Rows x entries x 10 cells of the boolean work arrays of one chunk of rows (bounds the chunk for big libraries).
+_CELLS = 4_000_000
 
 _ALL = [f"q_{i + 1}" for i in range(20)] + [f"strongest_q_{i + 1}" for i in range(10)]
 _STRONG = [f"strongest_q_{i + 1}" for i in range(10)]
+
+
+def has_line_columns(feature_names) -> bool:
+    """Whether a feature set's columns hold what a match needs (sets ``measured`` and up; not ``seed11``)."""
+    return set(_ALL) <= set(feature_names)
 
 
 def _columns(X: np.ndarray, feature_names, wanted) -> np.ndarray:
@@ -63,6 +75,7 @@ class ReferenceLibrary:
     lines: np.ndarray
     strong: np.ndarray
     labels: pd.DataFrame
+    _sorted: tuple | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_features(cls, X: np.ndarray, feature_names, labels: pd.DataFrame) -> ReferenceLibrary:
@@ -78,13 +91,41 @@ class ReferenceLibrary:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def to_frame(self) -> pd.DataFrame:
+        """The library as one table: the label columns, then ``q_1..20`` and ``strongest_q_1..10`` (float32,
+        NaN where a pattern has fewer lines); :meth:`from_frame` reads it back (the bundle's ``library.parquet``)."""
+        lines = pd.DataFrame(self.lines.astype(np.float32), columns=_ALL)
+        return pd.concat([self.labels.reset_index(drop=True), lines], axis=1)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> ReferenceLibrary:
+        """Inverse of :meth:`to_frame`."""
+        missing = [c for c in _ALL if c not in frame]
+        if missing:
+            raise ValueError(f"a library table needs the line columns q_1..20 and strongest_q_1..10; "
+                             f"missing {missing[:3]}")
+        return cls.from_features(frame[_ALL].to_numpy(dtype=np.float64), _ALL,
+                                 frame.drop(columns=_ALL))
+
+    def sorted_lines(self):
+        """``(line Q, its entry, strong-line Q, its flat slot entry * 10 + k)``, each sorted by Q (cached)."""
+        if self._sorted is None:
+            flat = self.lines.ravel()
+            keep = np.flatnonzero(~np.isnan(flat))
+            order = keep[np.argsort(flat[keep], kind="stable")]
+            flat_s = self.strong.ravel()
+            keep_s = np.flatnonzero(~np.isnan(flat_s))
+            order_s = keep_s[np.argsort(flat_s[keep_s], kind="stable")]
+            self._sorted = (flat[order], order // self.lines.shape[1], flat_s[order_s], order_s)
+        return self._sorted
+
     def subset(self, rows) -> ReferenceLibrary:
         rows = np.asarray(rows)
         return ReferenceLibrary(self.lines[rows], self.strong[rows], self.labels.iloc[rows].reset_index(drop=True))
 
 
 def best_matches(library: ReferenceLibrary, X: np.ndarray, feature_names, tolerance: float = TOLERANCE,
-                 views=(), chunk: int = 16) -> pd.DataFrame:
+                 views=(), chunk: int = 256) -> pd.DataFrame:
     """The best library entry of every row of ``X``: ``match_score``, ``match_forward``, ``match_reverse``,
     ``match_index`` (-1 when nothing matches) and the entry's label columns prefixed ``match_``.
 
@@ -107,61 +148,69 @@ def best_matches(library: ReferenceLibrary, X: np.ndarray, feature_names, tolera
     return out
 
 
+def _windows(values: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """``(query, position)`` of every sorted ``values[position]`` strictly inside ``(lo[query], hi[query])``."""
+    start = np.searchsorted(values, lo, side="right")
+    n = np.maximum(np.searchsorted(values, hi, side="left") - start, 0)
+    query = np.repeat(np.arange(len(lo)), n)
+    position = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(start, n)
+    return query, position
+
+
 def _best(library, X, feature_names, tolerance, chunk):
+    """Score of every row against every entry, through sorted line lists.
+
+    Every pattern line looks up only the library lines inside its tolerance window (``searchsorted``), so the
+    cost grows with the lines that are near, not with ``library size x 30 x 10`` comparisons; the scores are
+    then formed on dense ``(rows, entries)`` arrays as a direct comparison would form them."""
     lines, strong = _columns(X, feature_names, _ALL), _columns(X, feature_names, _STRONG)
-    n = len(lines)
+    n, n_lib = len(lines), len(library)
     score, fwd_best, rev_best = np.zeros(n), np.zeros(n), np.zeros(n)
     index = np.full(n, -1, dtype=np.int64)
-    if len(library) and n:
-        lib_lines, lib_strong = library.lines, library.strong
-        symmetry = library.labels["space_group"].to_numpy(dtype=np.float64) * 10.0  # ranks above any score gap
-        for a in range(0, n, chunk):
-            s = strong[a:a + chunk]  # (c, 10)
-            m = lines[a:a + chunk]  # (c, 30)
-            with np.errstate(invalid="ignore"):
-                # forward: each of the pattern's strong lines against every entry's lines -> (c, L, 10)
-                rel = np.abs(lib_lines[None, :, :, None] - s[:, None, None, :]) / s[:, None, None, :]
-                hit = np.where(np.isnan(rel), np.inf, rel).min(axis=2) < tolerance  # (c, L, 10)
-                n_s = (~np.isnan(s)).sum(1)  # (c,)
-                fwd = hit.sum(2) / np.maximum(n_s, 1)[:, None]
-                # reverse: each entry's strong lines inside the pattern's range against the pattern's lines
-                q_max = np.where(np.isnan(m), -np.inf, m).max(axis=1)  # (c,)
-                rel = np.abs(lib_strong[None, :, :, None] - m[:, None, None, :]) / lib_strong[None, :, :, None]
-                found = np.where(np.isnan(rel), np.inf, rel).min(axis=3) < tolerance  # (c, L, 10)
-                inside = lib_strong[None, :, :] <= q_max[:, None, None] * (1 + tolerance)
-                n_in = inside.sum(2)
-                rev = np.where(n_in > 0, (found & inside).sum(2) / np.maximum(n_in, 1), 0.0)
-            sc = np.minimum(fwd, rev)
-            sc[n_s == 0] = 0.0
-            near = sc >= sc.max(axis=1, keepdims=True) - MARGIN
-            best = np.argmax(np.where(near, symmetry[None, :] + sc, -np.inf), axis=1)
-            rows = np.arange(len(s))
-            score[a:a + chunk] = sc[rows, best]
-            fwd_best[a:a + chunk], rev_best[a:a + chunk] = fwd[rows, best], rev[rows, best]
-            index[a:a + chunk] = np.where(sc[rows, best] > 0, best, -1)
+    if not (n_lib and n):
+        return score, fwd_best, rev_best, index
+    line_values, line_entry, strong_values, strong_slot = library.sorted_lines()
+    lib_strong_t = np.ascontiguousarray(library.strong.T)  # (10, entries)
+    symmetry = library.labels["space_group"].to_numpy(dtype=np.float64) * 10.0  # ranks above any score gap
+    chunk = max(1, min(chunk, _CELLS // (n_lib * 10)))  # bounds the (rows, entries, 10) work arrays
+    for a in range(0, n, chunk):
+        s, m = strong[a:a + chunk], lines[a:a + chunk]  # (c, 10), (c, 30)
+        c = len(s)
+        # forward: which of each row's strong lines have an entry line within the tolerance
+        q = s.ravel()
+        ok = np.flatnonzero(~np.isnan(q))
+        query, pos = _windows(line_values, q[ok] * (1 - tolerance), q[ok] * (1 + tolerance))
+        # work arrays are (slot, row, entry): the sums over the 10 slots are then adds of contiguous planes
+        hit = np.zeros((10, c, n_lib), dtype=bool)
+        row, slot = np.divmod(ok[query], 10)
+        hit[slot, row, line_entry[pos]] = True
+        n_s = (~np.isnan(s)).sum(1)
+        fwd = hit.sum(0) / np.maximum(n_s, 1)[:, None]
+        # reverse: which of each entry's strong lines (inside the row's range) have a row line within the
+        # tolerance, relative to the entry's line: |x - m| < tol x  <=>  m / (1 + tol) < x < m / (1 - tol)
+        q = m.ravel()
+        ok = np.flatnonzero(~np.isnan(q))
+        query, pos = _windows(strong_values, q[ok] / (1 + tolerance), q[ok] / (1 - tolerance))
+        q_max = np.where(np.isnan(m), -np.inf, m).max(axis=1)
+        with np.errstate(invalid="ignore"):
+            inside = lib_strong_t[:, None, :] <= q_max[None, :, None] * (1 + tolerance)  # (10, c, entries)
+        found = np.zeros((10, c, n_lib), dtype=bool)
+        entry, slot = np.divmod(strong_slot[pos], 10)
+        found[slot, ok[query] // 30, entry] = True
+        n_in = inside.sum(0)
+        rev = np.where(n_in > 0, (found & inside).sum(0) / np.maximum(n_in, 1), 0.0)
+        sc = np.minimum(fwd, rev)
+        sc[n_s == 0] = 0.0
+        near = sc >= sc.max(axis=1, keepdims=True) - MARGIN
+        best = np.argmax(np.where(near, symmetry[None, :] + sc, -np.inf), axis=1)
+        rows = np.arange(c)
+        score[a:a + c] = sc[rows, best]
+        fwd_best[a:a + c], rev_best[a:a + c] = fwd[rows, best], rev[rows, best]
+        index[a:a + c] = np.where(sc[rows, best] > 0, best, -1)
     return score, fwd_best, rev_best, index
 
 
-def apply_matches(frame: pd.DataFrame, matches: pd.DataFrame, threshold: float = THRESHOLD) -> pd.DataFrame:
-    """A copy of a prediction frame (``crystal_system``, ``space_group_1..k``) where every row whose match
-    scores ``>= threshold`` takes the matched crystal system and has the matched space group first (the others
-    keep their order); ``matched`` marks those rows. Probabilities are left as the model gave them."""
-    if len(frame) != len(matches):
-        raise ValueError(f"{len(frame)} predictions but {len(matches)} matches")
-    out = frame.copy()
-    hit = (matches["match_score"].to_numpy() >= threshold) & (matches["match_index"].to_numpy() >= 0)
-    out["matched"] = hit
-    if not hit.any():
-        return out
-    k = 1
-    while f"space_group_{k + 1}" in out:
-        k += 1
-    ranks = np.stack([out[f"space_group_{i}"].to_numpy() for i in range(1, k + 1)], axis=1).astype(np.int64)
-    sg = matches["match_space_group"].to_numpy()
-    for i in np.flatnonzero(hit):
-        g = int(sg[i])
-        ranks[i] = ([g] + [s for s in ranks[i] if s != g])[:k]
-    for j in range(k):
-        out[f"space_group_{j + 1}"] = ranks[:, j]
-    out.loc[hit, "crystal_system"] = matches.loc[hit, "match_crystal_system"].to_numpy()
-    return out
+def decided(matches: pd.DataFrame, threshold: float = THRESHOLD) -> np.ndarray:
+    """Rows whose match is confident enough to answer them (score ``>= threshold`` and an entry found); the
+    answer itself is formed by :meth:`xrdbatch.train.CrystalForest.predict_frame` (``matches=``)."""
+    return (matches["match_score"].to_numpy() >= threshold) & (matches["match_index"].to_numpy() >= 0)

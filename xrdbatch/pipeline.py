@@ -213,12 +213,14 @@ def stage_features(config: dict, ctx: RunContext) -> None:
 
 def stage_train(config: dict, ctx: RunContext) -> None:
     """store features -> model bundle (``[training]``: feature_set, split, test_size, seed, n_jobs, model,
-    class_mix, system_exponent, calibrate, space_group_synthetic_weight, crystal_system_model).
+    class_mix, system_exponent, calibrate, space_group_synthetic_weight, crystal_system_model, search_library).
 
     Every row's origin (real / variant / synthetic) is read from the store's ``source`` coordinate, or from
     the catalog of an older store (:func:`xrdbatch.train.store_origins`); ``space_group_synthetic_weight``
     (0..1, unset = the library default :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) is the weight of
-    synthetic rows in the space-group forests (0 = real structures and their variants only)."""
+    synthetic rows in the space-group forests (0 = real structures and their variants only). With
+    ``search_library`` the real structures of the ideal store go into the bundle as its search-match library
+    (:func:`xrdbatch.train.reference_library`)."""
     from xrdbatch import train
 
     tr = _section(config, "training")
@@ -236,7 +238,8 @@ def stage_train(config: dict, ctx: RunContext) -> None:
                                       class_mix=tr["class_mix"],
                                       model_params={"system_exponent": float(tr["system_exponent"]),
                                                     "crystal_system": system_model},
-                                      overwrite=True, log=ctx.log, **sg_weight)
+                                      overwrite=True, log=ctx.log,
+                                      library_store="auto" if tr["search_library"] else None, **sg_weight)
     ctx.log(f"train: bundle {model} ({manifest['total_bytes'] / 1e6:.1f} MB)")
     ctx.outputs["model"] = model
 
@@ -258,8 +261,8 @@ def stage_examples(config: dict, ctx: RunContext) -> None:
 
     A fresh machine has no measured data; these are simulated from a few well-known builtin prototypes
     with the measurement effects of :mod:`xrdbatch.augment` (K-alpha2, broadening, zero shift, background,
-    counting noise) and written as two-column ``.xy`` files, the most common instrument export. Real files
-    are scored the same way through ``[scoring] inputs``.
+    counting noise; no lattice strain) and written as two-column ``.xy`` files, the most common instrument
+    export. Real files are scored the same way through ``[scoring] inputs``.
     """
     import numpy as np
 
@@ -284,7 +287,10 @@ def stage_examples(config: dict, ctx: RunContext) -> None:
     conditions = resolve_conditions({**config["conditions"], "ka2": True})
     refls = [simulate.reflections(Crystal.from_columns(row), conditions.d_min_angstrom * 0.98)
              for _, row in picked.iterrows()]
-    rows, _ = augment.measured_patterns(refls, conditions, seed=int(sc["examples_seed"]))
+    # a measurement of that very crystal: the instrument's effects, no lattice strain (the augmentation's strain
+    # stands for other compositions of the structure type)
+    rows, _ = augment.measured_patterns(refls, conditions, params=augment.AugmentParams(strain_rel=0.0),
+                                        seed=int(sc["examples_seed"]))
     tt = conditions.two_theta_deg()
     for (_, row), counts in zip(picked.iterrows(), rows):
         name = f"{row['formula']}_{row['spacegroup_number']}.xy"
@@ -320,11 +326,13 @@ def stage_score(config: dict, ctx: RunContext) -> None:
     model = ctx.outputs.get("model") or ctx.path(tr["model"])
     summary = score.score(inputs, model, out, wavelength_angstrom=sc.get("wavelength_angstrom"),
                           executor="dask", client=ctx.client(), progress=True,
-                          shift_average_deg=float(sc["shift_average_deg"]), shift_views=int(sc["shift_views"]))
+                          shift_average_deg=float(sc["shift_average_deg"]), shift_views=int(sc["shift_views"]),
+                          search_match=sc["search_match"])
     ctx.log(f"score: {summary}")
     table = pd.read_parquet(out) if out.endswith(".parquet") else pd.read_csv(out)
     ok = table[table["status"] == "ok"]
-    cols = ["file", "crystal_system", "crystal_system_prob", "space_group_1", "space_group_2", "space_group_3"]
+    cols = ["file", "crystal_system", "crystal_system_prob", "space_group_1", "space_group_2", "space_group_3",
+            "matched", "match_formula"]
     with pd.option_context("display.width", 160, "display.max_colwidth", 48):
         ctx.log(ok[cols].assign(file=ok["file"].map(os.path.basename)).head(12).to_string(index=False))
     ctx.outputs["scores"] = out
@@ -337,17 +345,19 @@ def stage_score(config: dict, ctx: RunContext) -> None:
 #: real structure, ``augment_copies`` measurement-like renderings of every structure;
 #: ``space_group_synthetic_weight`` (None = :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) how much the
 #: space-group forests learn from synthetic crystals; ``crystal_system_model`` "extra_trees" (the forest) or
-#: "boosting" (:class:`xrdbatch.train.BoostingParams`: ~5 points more on held-out structure types, ~1.2-2x the fit).
+#: "boosting" (:class:`xrdbatch.train.BoostingParams`: ~5 points more on held-out structure types, ~1.2-2x the fit);
+#: ``search_library``: write the real structures (ideal store) into the bundle as its search-match library.
 TRAINING_DEFAULTS = {"feature_set": "measured", "split": "grouped", "test_size": 0.2, "seed": 0, "n_jobs": None,
                      "calibrate": None, "peak_params": {"height_rel": 0.04}, "model": "model", "report": "report",
                      "substitutions": 0, "variants_catalog": "catalog_variants.parquet",
                      "augment_copies": 0, "augment_seed": 0, "augment_params": None,
                      "augment_store": "store_aug{copy}.zarr", "class_mix": "catalog", "system_exponent": 1.0,
-                     "space_group_synthetic_weight": None, "crystal_system_model": "extra_trees"}
-#: ``[scoring]`` keys the pipeline reads.
+                     "space_group_synthetic_weight": None, "crystal_system_model": "extra_trees",
+                     "search_library": True}
+#: ``[scoring]`` keys the pipeline reads; ``search_match`` None = on when the bundle has a library.
 SCORING_DEFAULTS = {"inputs": [], "optional_inputs": [], "examples": [], "examples_dir": "examples",
                     "examples_seed": 0, "out": "scores.csv", "wavelength_angstrom": None,
-                    "shift_average_deg": 0.0, "shift_views": 7}
+                    "shift_average_deg": 0.0, "shift_views": 7, "search_match": None}
 
 def _section(config: dict, name: str) -> dict:
     """The open ``[training]`` / ``[scoring]`` section over the keys and defaults the stages read."""

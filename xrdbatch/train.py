@@ -541,7 +541,8 @@ class CrystalForest:
         (e.g. :func:`xrdbatch.features.shifted_views`)."""
         return np.mean([self.predict_proba(V) for V in views], axis=0)
 
-    def predict_frame(self, X, top_k: int = 5, proba: np.ndarray | None = None, views=()) -> pd.DataFrame:
+    def predict_frame(self, X, top_k: int = 5, proba: np.ndarray | None = None, views=(), matches=None,
+                      match_threshold: float | None = None) -> pd.DataFrame:
         """The contract's prediction table (see :meth:`xrdbatch.bundle.ModelBundle.predict`).
 
         Columns: crystal_system, crystal_system_prob, space_group_1..k, space_group_prob_1..k (0 and 0.0
@@ -550,31 +551,61 @@ class CrystalForest:
         ``views``: more feature matrices of the same patterns (shifted peak lists); crystal-system and
         space-group probabilities are averaged over ``X`` and the views (``proba``, when given, is taken as
         that average), lattice constants come from ``X``.
+
+        ``matches`` (:func:`xrdbatch.match.best_matches` of the rows): a row whose match scores at least
+        ``match_threshold`` (default :data:`xrdbatch.match.THRESHOLD`) is answered by the matched structure: its
+        crystal system, its space group first (then the model's ranking without it) and its lattice constants
+        when the library has them (``match_a`` ...). Probabilities stay the model's (of the groups and system
+        shown), so a low one flags a match the model disagrees with; a ``matched`` column marks those rows.
         """
         X = np.asarray(X, dtype=np.float32)
         views = [np.asarray(V, dtype=np.float32) for V in views]
         n = X.shape[0]
         proba = self.predict_proba_views([X, *views]) if proba is None else np.asarray(proba, dtype=np.float64)
         best = proba.argmax(axis=1)
-        out = {"crystal_system": self.classes_[best].astype(object), "crystal_system_prob": proba[np.arange(n), best]}
+        systems = self.classes_[best].astype(object)
+        matched = np.zeros(n, dtype=bool)
+        if matches is not None:
+            from xrdbatch import match
+
+            if len(matches) != n:
+                raise ValueError(f"{n} rows but {len(matches)} matches")
+            matched = match.decided(matches, match.THRESHOLD if match_threshold is None else match_threshold)
+            systems[matched] = matches["match_crystal_system"].to_numpy()[matched].astype(str)
+            column = {c: j for j, c in enumerate(self.classes_)}
+            best = np.array([column.get(str(s), -1) for s in systems])
+        rows = np.arange(n)
+        out = {"crystal_system": systems,
+               "crystal_system_prob": np.where(best >= 0, proba[rows, np.maximum(best, 0)], 0.0)}
         groups, sg_proba = self.space_group_proba(X, proba)
         for V in views:
             sg_proba = sg_proba + self.space_group_proba(V, proba)[1]
         sg_proba = sg_proba / (1 + len(views))
         k = min(top_k, groups.size)
-        order = np.argsort(-sg_proba, axis=1, kind="stable")[:, :k]
+        order = np.argsort(-sg_proba, axis=1, kind="stable")
+        ranked = groups[order[:, :k]]
+        ranked_p = np.take_along_axis(sg_proba, order[:, :k], axis=1)
+        if matched.any():
+            where = {int(g): j for j, g in enumerate(groups)}
+            for i in np.flatnonzero(matched):
+                g = int(matches["match_space_group"].iloc[i])
+                rest = order[i][groups[order[i]] != g][:k - 1]
+                ranked[i] = np.concatenate([[g], groups[rest]])[:k]
+                ranked_p[i] = np.concatenate([[sg_proba[i, where[g]] if g in where else 0.0],
+                                              sg_proba[i, rest]])[:k]
         for i in range(top_k):
-            if i < k:
-                out[f"space_group_{i + 1}"] = groups[order[:, i]]
-                out[f"space_group_prob_{i + 1}"] = sg_proba[np.arange(n), order[:, i]]
-            else:
-                out[f"space_group_{i + 1}"] = np.zeros(n, dtype=np.int64)
-                out[f"space_group_prob_{i + 1}"] = np.zeros(n)
+            out[f"space_group_{i + 1}"] = ranked[:, i] if i < k else np.zeros(n, dtype=np.int64)
+            out[f"space_group_prob_{i + 1}"] = ranked_p[:, i] if i < k else np.zeros(n)
         lattice = self._predict_lattice(X, out["crystal_system"])
+        known = [f"match_{name}" for name in LATTICE_NAMES]
+        if matched.any() and all(c in matches for c in known):
+            lattice[matched] = matches[known].to_numpy(dtype=np.float64)[matched]
         for j, name in enumerate(LATTICE_NAMES):
             out[name] = lattice[:, j]
         frame = pd.DataFrame(out)
         frame["crystal_system"] = frame["crystal_system"].astype(str)
+        if matches is not None:
+            frame["matched"] = matched
         return frame
 
     def predict_lattice_given_system(self, X, systems) -> np.ndarray:
@@ -779,7 +810,7 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
                  n_jobs: int | None = None, backend: str | None = None, model_params: dict | None = None,
                  source: dict | None = None, overwrite: bool = False, log=print,
                  calibrate: str | None = None, class_mix: str = "catalog",
-                 space_group_synthetic_weight: float = SPACE_GROUP_SYNTHETIC_WEIGHT) -> dict:
+                 space_group_synthetic_weight: float = SPACE_GROUP_SYNTHETIC_WEIGHT, library=None) -> dict:
     """Split, fit, evaluate on the held-out rows, refit nothing, and write the bundle to ``out``.
 
     ``calibrate`` ("isotonic" or "temperature", issue 8): 15 % of the training structure types are kept
@@ -795,6 +826,8 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
     ``labels`` (:func:`row_origins`; rows without one count as ``"unknown"``, weight 1). The crystal-system
     and lattice forests learn from every row. Recorded in the manifest with the origin counts of the
     fitted rows (``training.space_group_synthetic_weight``, ``training.origins``).
+
+    ``library``: ``(ReferenceLibrary, where it came from)`` for the bundle's search-match (:mod:`xrdbatch.match`).
 
     The held-out evaluation table goes into the bundle (``evaluation.parquet``) for the report.
     Returns the manifest.
@@ -867,7 +900,7 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
         training["calibration"] = calibration
     return bundle.save_bundle(model, out, conditions=conditions, feature_set=feature_set,
                               feature_names=list(feature_names), peak_params=peak_params, training=training,
-                              metrics=metrics, evaluation=table, overwrite=overwrite)
+                              metrics=metrics, evaluation=table, overwrite=overwrite, library=library)
 
 
 def read_training_data(store_path, feature_set: str):
@@ -908,9 +941,81 @@ def store_origins(ds, structure_id) -> tuple[np.ndarray, str]:
     return row_origins(ids, table.reindex(ids.astype(str)).to_numpy(dtype=object)), str(path)
 
 
-def train_from_store(store_path, out, *, feature_set: str = "seed11", **kwargs) -> dict:
+#: Feature set the search-match library's lines are found with (the cheapest that has every column it keeps).
+LIBRARY_FEATURE_SET = "measured"
+
+
+def default_library_store(store_paths) -> tuple[str | None, str]:
+    """``(store, why)``: where the search-match library of a model trained on ``store_paths`` comes from.
+
+    A training store with ideal patterns is its own library store; an augmented copy (``augmentation`` in
+    its attrs) points to the store it was rendered from (``retargeted_from``), used when it still exists and
+    has the same conditions. ``store`` is None (and ``why`` says why) when there is none."""
+    import zarr
+
+    paths = [store_paths] if isinstance(store_paths, (str, bytes, os.PathLike)) else list(store_paths)
+    first = dict(zarr.open_group(os.fspath(paths[0]), mode="r").attrs)
+    if not first.get("augmentation"):
+        return os.fspath(paths[0]), "the training store (ideal patterns)"
+    source = (first.get("retargeted_from") or {}).get("store")
+    if not source or not os.path.isdir(source):
+        return None, f"{paths[0]} is augmented and the ideal store it was rendered from ({source!r}) is not there"
+    if dict(zarr.open_group(source, mode="r").attrs).get("conditions") != first.get("conditions"):
+        return None, f"{source} (the ideal store behind {paths[0]}) has other instrument conditions"
+    return source, f"{source}, the ideal store the augmented training stores were rendered from"
+
+
+def reference_library(store_path, peak_params: dict, *, chunk: int = 2000):
+    """The search-match library (:class:`xrdbatch.match.ReferenceLibrary`) of a store of ideal patterns: its
+    real structures (origin ``"real"``: no element-substituted variants, no synthetic crystals) that have a
+    pattern, with their lines found by the peak finder with ``peak_params`` (the model's), and the labels
+    ``id``, ``formula``, ``crystal_system``, ``space_group``, ``structure_type`` and the lattice constants.
+
+    Raises ValueError for an augmented store (its lines are strained and shifted)."""
+    from xrdbatch import features, match, store as xstore
+
+    ds = xstore.open_dataset(store_path)
+    if ds.attrs.get("augmentation"):
+        raise ValueError(f"{store_path}: a store of measurement-like (augmented) patterns; the search-match library "
+                         "needs ideal ones: give the store it was rendered from")
+    n = ds.sizes["structure"]
+    ids = np.asarray(ds["structure_id"].values.tolist(), dtype=object)
+    status = (np.asarray(ds["sim_status"].values.tolist(), dtype=object) if "sim_status" in ds
+              else np.full(n, "ok", dtype=object))
+    systems = np.asarray(ds["crystal_system"].values.tolist(), dtype=object)
+    origin, _ = store_origins(ds, ids)
+    rows = np.flatnonzero((status == "ok") & (origin == "real") & np.isin(systems, CRYSTAL_SYSTEMS))
+
+    def column(name, default=""):
+        return (np.asarray(ds[name].values.tolist(), dtype=object)[rows] if name in ds.variables
+                else np.full(len(rows), default, dtype=object))
+
+    labels = pd.DataFrame({"id": ids[rows].astype(str), "formula": column("formula").astype(str),
+                           "crystal_system": systems[rows].astype(str),
+                           "space_group": np.asarray(ds["spacegroup_number"].values)[rows].astype(np.int64),
+                           "structure_type": column("structure_type").astype(str)})
+    for name in LATTICE_NAMES:
+        labels[name] = np.asarray(ds[name].values, dtype=np.float64)[rows]
+    wavelength = xstore.read_conditions(store_path).wavelength_angstrom
+    tt = ds["two_theta"].values.astype(np.float64)
+    names = features.feature_names(LIBRARY_FEATURE_SET)
+    blocks = [features.extract(tt, ds["intensity"].isel(structure=rows[a:a + chunk]).values, wavelength,
+                               LIBRARY_FEATURE_SET, **(peak_params or {}))
+              for a in range(0, len(rows), chunk)]
+    X = np.concatenate(blocks) if blocks else np.zeros((0, len(names)), np.float32)
+    return match.ReferenceLibrary.from_features(X, names, labels)
+
+
+def train_from_store(store_path, out, *, feature_set: str = "seed11", library_store: str | None = "auto",
+                     **kwargs) -> dict:
     """``xrdbatch train``: read the features of a store (or of several stores with the same conditions,
-    feature set and peak parameters, e.g. augmented copies, issue 8), then :func:`train_arrays`."""
+    feature set and peak parameters, e.g. augmented copies, issue 8), then :func:`train_arrays`.
+
+    ``library_store``: the store of ideal patterns whose real structures become the bundle's search-match
+    library (:func:`reference_library`); ``"auto"`` = :func:`default_library_store`, None = no library. A
+    feature set without line positions in Q (``seed11``) gets none."""
+    log = kwargs.get("log", print)
+    stores = store_path
     if not isinstance(store_path, (str, bytes)) and hasattr(store_path, "__iter__"):
         parts = [read_training_data(p, feature_set) for p in store_path]
         for p, part in zip(store_path, parts):
@@ -928,8 +1033,33 @@ def train_from_store(store_path, out, *, feature_set: str = "seed11", **kwargs) 
     if len(X) < 10:
         raise ValueError(f"{store_path}: only {len(X)} usable rows (sim_status ok with a crystal system); "
                          "need at least 10 to split and train")
+    library = None
+    if library_store is not None:
+        from xrdbatch import match, store as xstore
+
+        if not match.has_line_columns(names):
+            log(f"search-match library: none (feature set {feature_set!r} has no line positions in Q)")
+        else:
+            why = "given"
+            if library_store == "auto":
+                library_store, why = default_library_store(stores)
+            if library_store is None:
+                log(f"search-match library: none ({why})")
+            else:
+                if xstore.read_conditions(library_store) != conditions:
+                    raise ValueError(f"library store {library_store}: simulated at other instrument conditions than "
+                                     f"the training store {store_path}; retarget it first (`xrdbatch retarget`)")
+                t0 = time.perf_counter()
+                library = reference_library(library_store, peak_params)
+                if len(library):
+                    log(f"search-match library: {len(library)} real structures of {library_store} ({why}) in "
+                        f"{time.perf_counter() - t0:.1f} s")
+                    library = (library, str(library_store))
+                else:
+                    log(f"search-match library: none (no real structure with a pattern in {library_store})")
+                    library = None
     return train_arrays(X, labels, out, feature_set=feature_set, feature_names=names, peak_params=peak_params,
-                        conditions=conditions, source=source, **kwargs)
+                        conditions=conditions, source=source, library=library, **kwargs)
 
 
 # ------------------------------------------------------------------------------ synthetic features ----
