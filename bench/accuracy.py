@@ -299,6 +299,32 @@ def measured_patterns(files: pd.DataFrame, conditions: Conditions):
         yield rec, tt, y
 
 
+def product_scores(model_dir, set_name: str, offsets, search_match: bool = True) -> dict:
+    """:func:`frame_scores` of a bundle on a labelled measured set through the product's scoring path
+    (:func:`xrdbatch.score.score_files`: reading, preparation, features, shift averaging over ``offsets``,
+    search-match): the check that ``xrdbatch score`` gives what the bench measures. Unreadable files are left out,
+    as :func:`measured_patterns` leaves them out."""
+    from xrdbatch import score
+
+    files = MEASURED_SETS[set_name]()
+    rows = []
+    for lam, group in files.groupby("wavelength", sort=False):
+        options = score.ScoreOptions(str(Path(model_dir).resolve()), wavelength_angstrom=float(lam),
+                                     shift_offsets_deg=tuple(float(o) for o in offsets), search_match=search_match)
+        rows += score.score_files(list(group["path"]), options)
+    out = pd.DataFrame(rows)
+    out = out[out["status"] == "ok"].reset_index(drop=True)
+    truth = files.drop_duplicates("path").set_index("path").loc[out["file"]]
+    labels = pd.DataFrame({"space_group": truth["space_group"].to_numpy(dtype=int),
+                           "crystal_system": [crystal_system_of(int(g)) for g in truth["space_group"]]})
+    frame = out.assign(crystal_system=out["crystal_system"].astype(str))
+    if search_match:
+        frame["matched"] = frame["matched"].fillna(False).astype(bool)
+    elif "matched" in frame:
+        frame = frame.drop(columns=["matched"])
+    return frame_scores(frame, labels)
+
+
 def measured_features(set_name: str, conditions: Conditions, feature_sets, peak_params: dict, cache: Path,
                       limit: int | None = None):
     """``({set: X}, labels DataFrame)`` of a labelled measured set, on the model's 2-theta terms
@@ -392,13 +418,18 @@ def scores(model, X, labels: pd.DataFrame, calibrator=None, views=(), matches=No
     """Accuracy, macro recall, per-class recall, space-group top-1/top-5 on labelled measured rows
     (probabilities averaged over ``X`` and ``views``, the shifted peak lists, when given; with ``matches``
     (:func:`xrdbatch.match.best_matches` of the rows) the confident matches decide
-    (``predict_frame(matches=)``), and ``matched`` / ``match_system_precision`` / ``match_sg_precision``
-    say how often and how well)."""
+    (``predict_frame(matches=)``): see :func:`frame_scores`)."""
     proba = None if calibrator is None else calibrator.transform(model.predict_proba_views([X, *views]))
-    frame = model.predict_frame(X, top_k=5, proba=proba, views=views, matches=matches)
+    return frame_scores(model.predict_frame(X, top_k=5, proba=proba, views=views, matches=matches), labels)
+
+
+def frame_scores(frame: pd.DataFrame, labels: pd.DataFrame) -> dict:
+    """The scores of a prediction table (``crystal_system``, ``space_group_1..5``, optional ``matched``) against
+    the labels of its rows; with ``matched``, how often and how well the search-match answered
+    (``matched`` / ``match_system_precision`` / ``match_sg_precision``)."""
     extra = {}
-    if matches is not None:
-        hit = frame["matched"].to_numpy()
+    if "matched" in frame:
+        hit = frame["matched"].to_numpy().astype(bool)
         sg_col = "space_group" if "space_group" in labels else "spacegroup_number"
         extra = {"matched": float(hit.mean()),
                  "match_system_precision": float(np.mean(frame["crystal_system"].to_numpy()[hit].astype(str) ==
@@ -842,6 +873,8 @@ def main(argv=None) -> int:
         lab = lab.rename(columns={"id": "structure_id"})
         cpu0 = time.process_time()
         manifest = xtrain.train_arrays(X, lab, args.save_bundle, feature_set=fset,
+                                       library=None if library is None else
+                                       (library, "bench: ideal simulation of the catalogs' real structures"),
                                        feature_names=features.feature_names(fset), peak_params=peak_params,
                                        conditions=conditions, split="grouped", n_jobs=args.n_jobs, calibrate="isotonic",
                                        model_params=({"crystal_system": xtrain.BOOSTED_CRYSTAL_SYSTEM}
@@ -866,6 +899,19 @@ def main(argv=None) -> int:
             r = scores(b.model, Xm[fset], labm, calibrator=b.calibrator)
             r.update(model=f"{fset} bundle (grouped 80 %, calibrated)", fit_seconds=fit_s)
             results[s].append(r)
+            if len(offsets) > 1:  # the bundle through xrdbatch.score: shift averaging, and search-match with a library
+                views = measured_views(s, conditions, fset, peak_params, cache, offsets)
+                for with_match in [False] + ([True] if b.library is not None else []):
+                    found = (match.best_matches(b.library, Xm[fset], features.feature_names(fset), views=views)
+                             if with_match else None)
+                    r = scores(b.model, Xm[fset], labm, calibrator=b.calibrator, views=views, matches=found)
+                    r.update(model=f"{fset} bundle, shift-averaged" + (", search-match" if with_match else ""),
+                             fit_seconds=fit_s)
+                    results[s].append(r)
+                    r = product_scores(args.save_bundle, s, offsets, search_match=with_match)
+                    r.update(model=f"{fset} bundle through xrdbatch.score, shift-averaged"
+                                   + (", search-match" if with_match else ""), fit_seconds=fit_s)
+                    results[s].append(r)
     text = "\n".join(format_table(results[s], f"{s} ({len(measured[s][1])} labelled patterns)") for s in sets)
     for title in [k for k in results if k not in sets]:
         text += "\n" + format_table(results[title], title)

@@ -7,7 +7,8 @@ whole process tree (client + scheduler + workers) every 0.2 s. Printed, all meas
 
 * parse rate of :mod:`xrdbatch.readers` against the references ``np.loadtxt`` (what the seed used),
   ``pandas.read_csv`` and, for xrdml, ``xml.etree`` + ``str.split`` -- as ratios;
-* a serial split of the per-file cost: parse / +features / +prediction;
+* a serial split of the per-file cost: parse / +features / +prediction (with ``--search-match N``: the same
+  with the search-match against an N-entry library, as a ratio);
 * end-to-end files/s on the cluster (wall clock), and the CPU time of the whole process tree per file, which
   gives the rate on dedicated cores when the machine is shared (the load average is printed alongside);
 * peak memory per worker and total, and per-worker memory in each quarter of the run (flat = the last quarter
@@ -114,22 +115,33 @@ def write_files(folder: Path, n_files: int, seed: int = 0):
 
 
 def build_model(workdir: Path, n_rows: int = 20_000, feature_set: str = "seed11",
-                crystal_system_model: str = "extra_trees") -> Path:
+                crystal_system_model: str = "extra_trees", library_entries: int = 0) -> Path:
     """A real model bundle from the project's train stage with its default forest sizes (or the boosted
     crystal-system model), trained on ICSD-like synthetic ``feature_set`` features
-    (``xrdbatch.train.synthetic_lattice_features``), CuKa 5-90 deg."""
-    from xrdbatch import features, train
+    (``xrdbatch.train.synthetic_lattice_features``), CuKa 5-90 deg; with ``library_entries`` its first rows
+    are also its search-match library (the cost of a match depends on the library's size and line density,
+    not on where its entries come from)."""
+    from xrdbatch import features, match, train
     from xrdbatch.conditions import Conditions
 
     conditions = Conditions()
     X, labels = train.synthetic_lattice_features(n_rows, feature_set, wavelength_angstrom=conditions.wavelength_angstrom)
+    names = features.feature_names(feature_set)
+    library = None
+    if library_entries:
+        n = min(library_entries, n_rows)
+        lib_labels = labels.iloc[:n].rename(columns={"spacegroup_number": "space_group"}).assign(
+            id=[f"synthetic-{i}" for i in range(n)], formula="")
+        library = (match.ReferenceLibrary.from_features(X[:n], names, lib_labels), f"{n} synthetic rows (bench)")
     out = workdir / f"model_{feature_set}_{crystal_system_model}"
     t = time.perf_counter()
-    train.train_arrays(X, labels, out, feature_set=feature_set, feature_names=features.feature_names(feature_set),
+    train.train_arrays(X, labels, out, feature_set=feature_set, feature_names=names,
                        peak_params={}, conditions=conditions, n_jobs=2, log=lambda *a: None, overwrite=True,
-                       model_params={"crystal_system": train.crystal_system_params(crystal_system_model)})
+                       model_params={"crystal_system": train.crystal_system_params(crystal_system_model)},
+                       library=library)
     print(f"model: {feature_set} features, crystal system {crystal_system_model}, trained on {n_rows} synthetic rows "
-          f"with the default shapes in {time.perf_counter() - t:.1f} s")
+          f"with the default shapes in {time.perf_counter() - t:.1f} s"
+          + (f"; search-match library of {library_entries} entries" if library else ""))
     return out
 
 
@@ -232,6 +244,11 @@ def main(argv=None) -> int:
                              "depends on it: e.g. measured, indexed3)")
     parser.add_argument("--crystal-system-model", choices=CRYSTAL_SYSTEM_MODELS, default="extra_trees",
                         help="crystal-system model of the bundle trained when --model is not given")
+    parser.add_argument("--search-match", type=int, default=0, metavar="N",
+                        help="give the trained bundle a search-match library of N entries and time the serial per-file "
+                             "cost with and without the match (needs a feature set with Q columns, e.g. measured)")
+    parser.add_argument("--shift-average", type=float, default=0.0, metavar="DEG",
+                        help="score with zero-shift averaging over 7 views (the recipe: 0.06)")
     parser.add_argument("--keep", default=None, help="write files here and keep them (default: a temp dir)")
     args = parser.parse_args(argv)
 
@@ -249,7 +266,11 @@ def main(argv=None) -> int:
         print(f"files: {args.n_files} (.xy and .xrdml, 4251 points, CuKa 5-90 deg) ready in "
               f"{time.perf_counter() - t:.1f} s under {data}")
         model = Path(args.model) if args.model else build_model(work, feature_set=args.feature_set,
-                                                                crystal_system_model=args.crystal_system_model)
+                                                                crystal_system_model=args.crystal_system_model,
+                                                                library_entries=args.search_match)
+        from xrdbatch.features import shift_offsets
+
+        offsets = tuple(float(o) for o in shift_offsets(args.shift_average, 7))
 
         files = score.expand_inputs([str(data)])[: args.n_files]
         xy = [f for f in files if f.endswith(".xy")][:300]
@@ -266,7 +287,7 @@ def main(argv=None) -> int:
         from xrdbatch import readers
 
         sample = files[:1000]
-        opts = score.ScoreOptions(str(model.resolve()))
+        opts = score.ScoreOptions(str(model.resolve()), shift_offsets_deg=offsets)
         score.score_files(sample[:10], opts)  # warm up: model load, numba
         t0 = time.process_time()
         for f in sample:
@@ -277,7 +298,16 @@ def main(argv=None) -> int:
         n = len(sample)
         print(f"\nserial, one process, {n} files, CPU time: parse {1e3 * (t1 - t0) / n:.2f} ms/file; "
               f"parse+features+prediction {1e3 * (t2 - t1) / n:.2f} ms/file ({n / (t2 - t1):.0f} files per "
-              "CPU-second)")
+              "CPU-second)" + (f"; shift averaging over {len(offsets)} views" if len(offsets) > 1 else ""))
+        if args.search_match:
+            matching = score.ScoreOptions(str(model.resolve()), shift_offsets_deg=offsets, search_match=True)
+            score.score_files(sample[:10], matching)
+            t3 = time.process_time()
+            rows = score.score_files(sample, matching)
+            t4 = time.process_time()
+            print(f"  with search-match against {args.search_match} entries: {1e3 * (t4 - t3) / n:.2f} ms/file, "
+                  f"{(t4 - t3) / (t2 - t1):.2f}x the time without ({1e3 * (t4 - t3 - t2 + t1) / n:.2f} ms/file for the "
+                  f"match); {sum(bool(r.get('matched')) for r in rows)} of {len(rows)} rows matched")
 
         out = work / "results.parquet"
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,

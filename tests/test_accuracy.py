@@ -159,9 +159,23 @@ def test_bench_search_match_rows_measured_and_held_out(tmp_path):
             "--sets", "tacr2o6", "--no-ideal", "--no-baseline", "--heldout", "--shift-average", "0.04",
             "--shift-views", "3", "--search-match", "--cache", str(tmp_path / "cache"), "--n-jobs", "1",
             "--out", str(out)]
-    assert accuracy.main(argv) == 0
+    assert accuracy.main(argv + ["--save-bundle", str(tmp_path / "bundle")]) == 0
     text = (out / "tables.txt").read_text()
     assert text.count("measured, augmented x1, shift-averaged, search-match") == 2  # tacr2o6 + held-out (real)
+    # the saved bundle carries the library, and xrdbatch.score gives what the bench computes for it
+    from xrdbatch import bundle
+
+    assert bundle.load_bundle(tmp_path / "bundle").library is not None
+    for name in ("measured bundle, shift-averaged, search-match", "measured bundle through xrdbatch.score, "
+                 "shift-averaged, search-match", "measured bundle through xrdbatch.score, shift-averaged"):
+        assert name in text
+    def numbers(name):  # n, acc, family, macro, sg@1, sg@5 of the row
+        line = next(line for line in text.splitlines() if line.startswith(name + " "))
+        return line[len(name):].split()[:6]
+
+    assert numbers("measured bundle, shift-averaged, search-match") == \
+        numbers("measured bundle through xrdbatch.score, shift-averaged, search-match")
+    assert numbers("measured bundle, shift-averaged") == numbers("measured bundle through xrdbatch.score, shift-averaged")
     held = text[text.index("== held-out simulated structure types (real)"):]
     assert "measured, augmented x1, shift-averaged, search-match (3 x +-0.04)" in held
     with pytest.raises(SystemExit, match="--shift-average"):
