@@ -204,6 +204,19 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
     assert not plain["search_match"] and pd.read_parquet(tmp_path / "plain.parquet")["matched"].isna().all()
     with pytest.raises(ValueError, match="no search-match library"):
         score.score([str(spectra / "MnO.xy")], str(tmp_path / "no-lib"), str(tmp_path / "x.parquet"), search_match=True)
+    # the report's measured table scores the same way (xrdbatch.score), search-match included
+    from xrdbatch import report
+
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame([{"file": "Mn2O3.xy", "dataset": "autoxrd", "crystal_system": "cubic", "space_group": 206},
+                  {"file": "MnO.xy", "dataset": "autoxrd", "crystal_system": "cubic", "space_group": 225}]
+                 ).to_csv(csv, index=False)
+    per_file, summary = report.evaluate_measured(bundle.load_bundle(tmp_path / "matching"), csv, spectra,
+                                                 shift_average_deg=0.06)
+    assert per_file["matched"].all() and per_file["space_group_top1_hit"].all() and (per_file["error"] == "").all()
+    assert summary.set_index("dataset").loc["all", "matched"] == 1.0
+    with pytest.raises(ValueError, match="no search-match library"):
+        report.evaluate_measured(bundle.load_bundle(tmp_path / "no-lib"), csv, spectra, search_match=True)
 
 
 def test_crystal_system_model_kinds():

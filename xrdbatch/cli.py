@@ -617,6 +617,11 @@ def _add_report(sub):
                    help="CSV of measured files with known phase (file, dataset, crystal_system, space_group"
                         "[, wavelength_angstrom]) to score per file, e.g. bench/measured_labels.csv")
     p.add_argument("--measured-root", default=None, help="folder the CSV's file column is relative to")
+    p.add_argument("--shift-average", type=float, default=0.0, metavar="DEG",
+                   help="score the --measured files with zero-shift averaging, as `xrdbatch score --shift-average`")
+    p.add_argument("--shift-views", type=int, default=7, metavar="N", help="views with --shift-average (default 7)")
+    p.add_argument("--search-match", action=argparse.BooleanOptionalAction, default=None,
+                   help="as `xrdbatch score --search-match` (default: on when the bundle has a library)")
     return p
 
 
@@ -624,8 +629,10 @@ def _cmd_report(args) -> int:
     from xrdbatch import bundle, report
 
     try:
-        path = report.write_report(args.model, args.out, args.measured, args.measured_root)
-    except (bundle.BundleError, FileNotFoundError) as exc:
+        path = report.write_report(args.model, args.out, args.measured, args.measured_root,
+                                   shift_average_deg=args.shift_average, shift_views=args.shift_views,
+                                   search_match=args.search_match)
+    except (ValueError, FileNotFoundError) as exc:  # BundleError is a ValueError
         raise CliError(str(exc)) from None
     print(f"report: {path}")
     return 0

@@ -149,75 +149,68 @@ def calibration_summary(confidence, correct, raw_confidence=None) -> dict:
 DEFAULT_MEASURED_WAVELENGTH_ANGSTROM = 1.5406
 
 
-def _pattern_features(bundle, pattern, wavelength: float) -> np.ndarray:
-    """Features of one measured pattern with the bundle's feature set and peak parameters.
-
-    Q-based sets use the pattern's own wavelength; 2-theta sets (``seed11``) first map the pattern onto
-    the 2-theta scale of the training wavelength (same Q), so a Mo or synchrotron pattern is comparable.
-    """
-    from xrdbatch import features
-
-    tt = np.asarray(pattern.two_theta_deg(wavelength), dtype=np.float64)
-    y = np.asarray(pattern.intensity, dtype=np.float64)
-    ok = np.isfinite(tt) & np.isfinite(y)
-    tt, y = tt[ok], y[ok]
-    order = np.argsort(tt, kind="stable")
-    tt, y = tt[order], y[order]
-    keep = np.concatenate([[True], np.diff(tt) > 0])
-    tt, y = tt[keep], y[keep]
-    train_wavelength = bundle.conditions.wavelength_angstrom
-    spec = features.get_feature_spec(bundle.feature_set)
-    if not spec.uses_wavelength and abs(wavelength - train_wavelength) > 1e-3:
-        s = np.sin(np.radians(tt) / 2) * train_wavelength / wavelength
-        ok = s < 1
-        tt, y = np.degrees(2 * np.arcsin(s[ok])), y[ok]
-        wavelength = train_wavelength
-    c = bundle.conditions
-    inside = (tt >= c.two_theta_min_deg) & (tt <= c.two_theta_max_deg) if not spec.uses_wavelength else slice(None)
-    return features.extract(tt[inside], y[inside], wavelength, bundle.feature_set, **bundle.peak_params)
-
-
-def evaluate_measured(bundle, labels_csv, data_root=None):
+def evaluate_measured(bundle, labels_csv, data_root=None, *, shift_average_deg: float = 0.0, shift_views: int = 7,
+                      search_match: bool | None = None):
     """Per-file predictions on measured patterns of known phase, and a per-dataset summary.
+
+    The files are scored exactly as ``xrdbatch score`` scores them (:func:`xrdbatch.score.score_files`: reading,
+    conversion to the model's wavelength and range, features, shift averaging, search-match), so the report
+    measures the product.
 
     Parameters
     ----------
     bundle : ModelBundle
     labels_csv : path
         Columns ``file`` (relative to ``data_root``, else to the CSV's folder), ``dataset``, ``crystal_system``,
-        ``space_group``, optional ``wavelength_angstrom`` (used when the file states none; else the file's).
+        ``space_group``, optional ``wavelength_angstrom`` (used when the file states none; else the file's;
+        default :data:`DEFAULT_MEASURED_WAVELENGTH_ANGSTROM`).
     data_root : path, optional
+    shift_average_deg, shift_views : float, int
+        Zero-shift averaging as ``xrdbatch score --shift-average`` (0 = off).
+    search_match : bool, optional
+        As ``xrdbatch score --search-match`` (None = on when the bundle has a library).
 
     Returns
     -------
     per_file : DataFrame
-        One row per file: truth, prediction, top-5 groups, hits, peak count, or the error that stopped it.
+        One row per file: truth, prediction, top-5 groups, hits, peak count, ``matched``, or the error that
+        stopped it.
     summary : DataFrame
         Per dataset (and ``all``): files, crystal-system accuracy, macro recall, space-group top-1/top-5.
     """
     import pandas as pd
 
-    from xrdbatch import readers
+    from xrdbatch import score
+    from xrdbatch.features import shift_offsets
 
     labels = pd.read_csv(labels_csv)
     root = Path(data_root) if data_root is not None else Path(labels_csv).parent
+    if search_match is None:
+        search_match = bundle.library is not None
+    elif search_match and bundle.library is None:
+        raise ValueError(f"{bundle.path}: this bundle has no search-match library; report without --search-match")
+    offsets = tuple(float(o) for o in shift_offsets(shift_average_deg, shift_views))
+    given = (labels["wavelength_angstrom"] if "wavelength_angstrom" in labels
+             else pd.Series(np.nan, index=labels.index)).fillna(DEFAULT_MEASURED_WAVELENGTH_ANGSTROM)
+    paths = [str(root / f) for f in labels["file"]]
+    scored = {}
+    for lam in sorted(set(given)):
+        group = [p for p, g in zip(paths, given) if g == lam]
+        options = score.ScoreOptions(str(Path(bundle.path).resolve()), wavelength_angstrom=float(lam),
+                                     shift_offsets_deg=offsets, search_match=search_match)
+        for row in score.score_files(sorted(set(group)), options):
+            scored.setdefault(row["file"], row)  # the first pattern of a file (or its error row)
+    keep = [c for c in score.PREDICTION_COLUMNS] + ["n_peaks", "wavelength_angstrom", "matched", "match_score",
+                                                    "match_formula"]
     rows = []
-    for rec in labels.itertuples(index=False):
+    for rec, path in zip(labels.itertuples(index=False), paths):
         row = {"file": rec.file, "dataset": rec.dataset, "true_crystal_system": rec.crystal_system,
                "true_space_group": int(rec.space_group), "error": ""}
-        try:
-            pattern = readers.read_patterns(root / rec.file)[0]
-            given = getattr(rec, "wavelength_angstrom", None)
-            given = float(given) if given is not None and np.isfinite(given) else None
-            wavelength = pattern.wavelength_angstrom or given or DEFAULT_MEASURED_WAVELENGTH_ANGSTROM
-            row["wavelength_angstrom"] = wavelength
-            X = _pattern_features(bundle, pattern, wavelength)
-            pred = bundle.predict(X).iloc[0]
-            row.update({k: pred[k] for k in pred.index})
-            row["n_peaks"] = int(X[0, bundle.feature_names.index("n_peaks")]) if "n_peaks" in bundle.feature_names \
-                else -1
-        except Exception as exc:  # one bad file is a row with its reason, never the end of the batch
-            row["error"] = f"{type(exc).__name__}: {exc}"
+        got = scored[path]
+        if got["status"] == "ok":
+            row.update({c: got.get(c) for c in keep})
+        else:
+            row["error"] = got["error"] or "not scored"
         rows.append(row)
     per_file = pd.DataFrame(rows)
     ok = per_file["error"] == ""
@@ -237,7 +230,9 @@ def evaluate_measured(bundle, labels_csv, data_root=None):
                 "crystal_system_accuracy": float(good.crystal_system_hit.mean()) if len(good) else float("nan"),
                 "macro_recall": float(np.mean(recall)) if recall else float("nan"),
                 "space_group_top1": float(good.space_group_top1_hit.mean()) if len(good) else float("nan"),
-                "space_group_top5": float(good.space_group_top5_hit.mean()) if len(good) else float("nan")}
+                "space_group_top5": float(good.space_group_top5_hit.mean()) if len(good) else float("nan"),
+                "matched": (float(good["matched"].fillna(False).astype(bool).mean())
+                            if len(good) and search_match else float("nan"))}
 
     summary = [summarise(f, name) for name, f in per_file.groupby("dataset", sort=True)]
     summary.append(summarise(per_file, "all"))
@@ -389,10 +384,14 @@ def _html(metrics: dict, figs: list[tuple[str, str]]) -> str:
         cells = "".join(
             f"<tr><td>{html.escape(str(r['dataset']))}</td><td>{r['files']}</td><td>{r['errors']}</td>"
             f"<td>{r['crystal_system_accuracy']:.3f}</td><td>{r['macro_recall']:.3f}</td>"
-            f"<td>{r['space_group_top1']:.3f}</td><td>{r['space_group_top5']:.3f}</td></tr>" for r in metrics["measured"])
-        measured = ("<h2>Measured patterns of known phase</h2><p>Per file: <a href=\"measured.csv\">measured.csv</a>"
+            f"<td>{r['space_group_top1']:.3f}</td><td>{r['space_group_top5']:.3f}</td>"
+            f"<td>{'-' if r.get('matched') is None or r['matched'] != r['matched'] else format(r['matched'], '.3f')}"
+            "</td></tr>" for r in metrics["measured"])
+        measured = ("<h2>Measured patterns of known phase</h2><p>Scored as <code>xrdbatch score</code> scores them. "
+                    "Per file: <a href=\"measured.csv\">measured.csv</a>"
                     "</p><table><tr><th>dataset</th><th>files</th><th>errors</th><th>crystal system</th>"
-                    f"<th>macro recall</th><th>SG top-1</th><th>SG top-5</th></tr>{cells}</table>")
+                    "<th>macro recall</th><th>SG top-1</th><th>SG top-5</th><th>answered by search-match</th></tr>"
+                    f"{cells}</table>")
     calib = ""
     for key, what in (("calibration", "held-out simulated structures"),
                       ("measured_calibration", "measured patterns of known phase")):
@@ -426,11 +425,11 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:10
 """
 
 
-def write_report(model_dir, out, measured_labels=None, measured_root=None) -> Path:
+def write_report(model_dir, out, measured_labels=None, measured_root=None, **scoring) -> Path:
     """Write ``metrics.json``, the PNG figures and ``index.html`` into ``out`` (atomically); returns the HTML path.
 
-    With ``measured_labels`` (see :func:`evaluate_measured`) the report adds ``measured.csv`` (one row per
-    file) and a per-dataset table of accuracy on measured patterns.
+    With ``measured_labels`` (see :func:`evaluate_measured`, which takes the ``scoring`` options) the report adds
+    ``measured.csv`` (one row per file) and a per-dataset table of accuracy on measured patterns.
     """
     from xrdbatch.bundle import load_bundle
 
@@ -438,7 +437,7 @@ def write_report(model_dir, out, measured_labels=None, measured_root=None) -> Pa
     metrics, extras = compute_report(bundle)
     measured = None
     if measured_labels is not None:
-        per_file, summary = evaluate_measured(bundle, measured_labels, measured_root)
+        per_file, summary = evaluate_measured(bundle, measured_labels, measured_root, **scoring)
         metrics["measured"] = summary.to_dict(orient="records")
         measured = per_file
         good = per_file[per_file["error"] == ""]
