@@ -302,8 +302,8 @@ def measured_patterns(files: pd.DataFrame, conditions: Conditions):
 def product_scores(model_dir, set_name: str, offsets, search_match: bool = True) -> dict:
     """:func:`frame_scores` of a bundle on a labelled measured set through the product's scoring path
     (:func:`xrdbatch.score.score_files`: reading, preparation, features, shift averaging over ``offsets``,
-    search-match): the check that ``xrdbatch score`` gives what the bench measures. Unreadable files are left out,
-    as :func:`measured_patterns` leaves them out."""
+    search-match): the check that ``xrdbatch score`` gives what the bench measures. Unreadable files are left out
+    and only the first pattern of a file counts, as in :func:`measured_patterns`."""
     from xrdbatch import score
 
     files = MEASURED_SETS[set_name]()
@@ -313,7 +313,7 @@ def product_scores(model_dir, set_name: str, offsets, search_match: bool = True)
                                      shift_offsets_deg=tuple(float(o) for o in offsets), search_match=search_match)
         rows += score.score_files(list(group["path"]), options)
     out = pd.DataFrame(rows)
-    out = out[out["status"] == "ok"].reset_index(drop=True)
+    out = out[(out["status"] == "ok") & (out["pattern"] == 0)].reset_index(drop=True)  # first pattern, as measured
     truth = files.drop_duplicates("path").set_index("path").loc[out["file"]]
     labels = pd.DataFrame({"space_group": truth["space_group"].to_numpy(dtype=int),
                            "crystal_system": [crystal_system_of(int(g)) for g in truth["space_group"]]})
