@@ -418,3 +418,13 @@ def test_abstention_threshold_and_target_accuracy(model_dir, tmp_path, capsys):
     merged = pd.read_parquet(plain)
     assert again["files"] == len(kinds) and len(merged) == len(base)
     assert merged["abstained"].isna().sum() >= len(old)
+
+
+def test_rows_answered_by_a_search_match_are_not_abstained_on():
+    """Abstention looks at the model's probability; a confident search-match answer is kept whatever it is."""
+    base = {"status": "ok", "crystal_system": "cubic", "crystal_system_prob": 0.2, "space_group_1": 225}
+    rows = [dict(base, matched=True), dict(base, matched=False), dict(base, matched=None)]
+    score._abstain(rows, 0.5)
+    assert [r.get("abstained") for r in rows] == [None, True, True]
+    assert rows[0]["crystal_system"] == "cubic" and rows[0]["space_group_1"] == 225
+    assert rows[1]["crystal_system"] == "" and rows[1]["space_group_1"] is None
