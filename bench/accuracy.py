@@ -299,7 +299,7 @@ def measured_patterns(files: pd.DataFrame, conditions: Conditions):
         yield rec, tt, y
 
 
-def product_scores(model_dir, set_name: str, offsets, search_match: bool = True) -> dict:
+def product_scores(model_dir, set_name: str, offsets, search_match: bool = True, decision: str = "argmax") -> dict:
     """:func:`frame_scores` of a bundle on a labelled measured set through the product's scoring path
     (:func:`xrdbatch.score.score_files`: reading, preparation, features, shift averaging over ``offsets``,
     search-match): the check that ``xrdbatch score`` gives what the bench measures. Unreadable files are left out
@@ -310,7 +310,8 @@ def product_scores(model_dir, set_name: str, offsets, search_match: bool = True)
     rows = []
     for lam, group in files.groupby("wavelength", sort=False):
         options = score.ScoreOptions(str(Path(model_dir).resolve()), wavelength_angstrom=float(lam),
-                                     shift_offsets_deg=tuple(float(o) for o in offsets), search_match=search_match)
+                                     shift_offsets_deg=tuple(float(o) for o in offsets), search_match=search_match,
+                                     decision=decision)
         rows += score.score_files(list(group["path"]), options)
     out = pd.DataFrame(rows)
     out = out[(out["status"] == "ok") & (out["pattern"] == 0)].reset_index(drop=True)  # first pattern, as measured
@@ -912,6 +913,13 @@ def main(argv=None) -> int:
                     r.update(model=f"{fset} bundle through xrdbatch.score, shift-averaged"
                                    + (", search-match" if with_match else ""), fit_seconds=fit_s)
                     results[s].append(r)
+                # the decision for macro recall (xrdbatch score --decision balanced), with the search-match if any
+                r = product_scores(args.save_bundle, s, offsets, search_match=b.library is not None,
+                                   decision="balanced")
+                r.update(model=f"{fset} bundle through xrdbatch.score, shift-averaged"
+                               + (", search-match" if b.library is not None else "") + ", balanced decision",
+                         fit_seconds=fit_s)
+                results[s].append(r)
     text = "\n".join(format_table(results[s], f"{s} ({len(measured[s][1])} labelled patterns)") for s in sets)
     for title in [k for k in results if k not in sets]:
         text += "\n" + format_table(results[title], title)

@@ -428,3 +428,51 @@ def test_rows_answered_by_a_search_match_are_not_abstained_on():
     assert [r.get("abstained") for r in rows] == [None, True, True]
     assert rows[0]["crystal_system"] == "cubic" and rows[0]["space_group_1"] == 225
     assert rows[1]["crystal_system"] == "" and rows[1]["space_group_1"] is None
+
+
+def test_balanced_decision_answers_over_the_training_shares(model_dir, tmp_path):
+    """--decision balanced: argmax of P / training share (from the manifest, or from the held-out rows of an older
+    bundle); the probability shown is P of the system answered; rare systems are answered more often."""
+    import json
+    import shutil
+
+    from xrdbatch import cli
+    from xrdbatch.bundle import load_bundle
+
+    b = load_bundle(model_dir)
+    shares = b.manifest["training"]["class_shares"]
+    assert set(shares) == set(b.model.classes_) and sum(shares.values()) == pytest.approx(1.0)
+    weights = b.decision_weights("balanced")
+    np.testing.assert_allclose(weights, [1 / shares[c] for c in b.model.classes_])
+    assert b.decision_weights("argmax") is None
+    with pytest.raises(ValueError, match="unknown decision"):
+        b.decision_weights("mineral")
+    X = b.evaluation()[[f"x_{n}" for n in b.feature_names]].to_numpy(dtype=np.float32)
+    plain, balanced = b.predict(X), b.predict(X, decision="balanced")
+    proba = b.model.predict_proba(X)
+    classes = list(b.model.classes_)
+    expected = np.array(classes)[(proba * weights).argmax(1)]
+    assert (balanced["crystal_system"].to_numpy() == expected).all()
+    assert not (balanced["crystal_system"] == plain["crystal_system"]).all()
+    rare = min(shares, key=shares.get)
+    assert (balanced["crystal_system"] == rare).sum() > (plain["crystal_system"] == rare).sum()
+    got = proba[np.arange(len(X)), [classes.index(c) for c in balanced["crystal_system"]]]
+    np.testing.assert_allclose(balanced["crystal_system_prob"], got)
+    # a bundle from before the shares were recorded takes them from its held-out rows
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["training"].pop("class_shares")
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    held = b.evaluation()["true_crystal_system"].value_counts(normalize=True)
+    np.testing.assert_allclose(load_bundle(old).decision_weights("balanced"), [1 / held[c] for c in classes])
+    # through the CLI
+    rng = np.random.default_rng(4)
+    (tmp_path / "in").mkdir()
+    for i in range(4):
+        write_xy(tmp_path / "in" / f"p{i}.xy", CU.two_theta_deg(), good_counts(rng, CU.two_theta_deg()))
+    assert cli.main(["score", str(tmp_path / "in"), "--model", str(model_dir), "--out", str(tmp_path / "b.csv"),
+                     "--executor", "serial", "--decision", "balanced"]) == 0
+    assert (pd.read_csv(tmp_path / "b.csv")["status"] == "ok").all()
+    with pytest.raises(ValueError, match="unknown decision"):
+        score.score([tmp_path / "in"], str(model_dir), tmp_path / "x.csv", decision="mineral")

@@ -41,6 +41,8 @@ FORMAT = "xrdbatch-bundle/1"
 MANIFEST = "manifest.json"
 EVALUATION = "evaluation.parquet"
 LIBRARY = "library.parquet"
+#: Crystal-system decisions (:meth:`ModelBundle.decision_weights`).
+DECISIONS = ("argmax", "balanced")
 
 
 class BundleError(ValueError):
@@ -441,7 +443,24 @@ class ModelBundle:
         return (f"ModelBundle({str(self.path)!r}, feature_set={self.feature_set!r}, "
                 f"n_train={self.manifest['training'].get('n_train')})")
 
-    def predict(self, X, top_k: int = 5, views=(), matches=None):
+    def decision_weights(self, decision: str = "argmax"):
+        """Weights of the crystal-system decision (:meth:`xrdbatch.train.CrystalForest.predict_frame`
+        ``class_weights``): None for ``"argmax"`` (the most probable system; best accuracy), ``1 / training share``
+        per system for ``"balanced"`` (best expected macro recall: rare systems such as triclinic are answered more
+        often, common ones less). The shares are the manifest's ``training.class_shares``; bundles from before
+        session 9 use the crystal-system mix of their held-out evaluation rows."""
+        if decision == "argmax":
+            return None
+        if decision != "balanced":
+            raise ValueError(f"unknown decision {decision!r}; valid: {', '.join(DECISIONS)}")
+        shares = self.manifest.get("training", {}).get("class_shares")
+        if not shares:
+            evaluation = self.evaluation()
+            column = "true_crystal_system" if "true_crystal_system" in evaluation else "crystal_system"
+            shares = evaluation[column].astype(str).value_counts(normalize=True).to_dict()
+        return np.array([1.0 / shares[c] if shares.get(c) else 0.0 for c in self.model.classes_])
+
+    def predict(self, X, top_k: int = 5, views=(), matches=None, decision: str = "argmax"):
         """Predictions for features ``X (n, n_features)`` made with :meth:`featurize` (or features.extract
         with this bundle's feature set and peak params).
 
@@ -451,6 +470,7 @@ class ModelBundle:
 
         ``matches``: :func:`xrdbatch.match.best_matches` of the rows against :attr:`library`; confident ones
         answer their rows (:meth:`xrdbatch.train.CrystalForest.predict_frame`, column ``matched``).
+        ``decision``: ``"argmax"`` or ``"balanced"`` (:meth:`decision_weights`).
 
         Returns
         -------
@@ -466,10 +486,12 @@ class ModelBundle:
         for V in views:
             if V.shape != X.shape:
                 raise ValueError(f"every view must have the shape of X {X.shape}; got {V.shape}")
+        weights = self.decision_weights(decision)
+        proba = None
         if self.calibrator is not None:
             proba = self.calibrator.transform(self.model.predict_proba_views([X, *views]))
-            return self.model.predict_frame(X, top_k=top_k, proba=proba, views=views, matches=matches)
-        return self.model.predict_frame(X, top_k=top_k, views=views, matches=matches)
+        return self.model.predict_frame(X, top_k=top_k, proba=proba, views=views, matches=matches,
+                                        class_weights=weights)
 
     def featurize(self, two_theta_deg, intensity, wavelength_angstrom: float | None = None) -> np.ndarray:
         """Features of patterns with this bundle's feature set and peak parameters (wavelength: the

@@ -295,6 +295,10 @@ def _add_score(sub):
                    help="compare every pattern with the bundle's library of real training structures first; a "
                         "confident match answers it (columns matched, match_score, match_id, match_formula). "
                         "Default: on when the bundle has a library")
+    p.add_argument("--decision", choices=("argmax", "balanced"), default="argmax",
+                   help="crystal-system decision: argmax = the most probable system (best accuracy); balanced = "
+                        "probabilities over the training shares of the systems (best macro recall: rare systems "
+                        "such as triclinic answered more often, monoclinic less)")
     _add_cluster_options(p)
     return p
 
@@ -316,7 +320,8 @@ def _cmd_score(args) -> int:
     kw = dict(wavelength_angstrom=wavelength, format=args.format, resume=args.resume,
               batch_size=args.batch_size, progress=True, endpoint_url=args.endpoint_url,
               abstain=args.abstain, abstain_accuracy=args.abstain_accuracy,
-              shift_average_deg=args.shift_average, shift_views=args.shift_views, search_match=args.search_match)
+              shift_average_deg=args.shift_average, shift_views=args.shift_views, search_match=args.search_match,
+              decision=args.decision)
     try:
         if args.executor == "serial":
             summary = score.score(args.inputs, args.model, args.out, executor="serial", **kw)
@@ -622,6 +627,8 @@ def _add_report(sub):
     p.add_argument("--shift-views", type=int, default=7, metavar="N", help="views with --shift-average (default 7)")
     p.add_argument("--search-match", action=argparse.BooleanOptionalAction, default=None,
                    help="as `xrdbatch score --search-match` (default: on when the bundle has a library)")
+    p.add_argument("--decision", choices=("argmax", "balanced"), default="argmax",
+                   help="crystal-system decision, as `xrdbatch score --decision`")
     return p
 
 
@@ -631,7 +638,7 @@ def _cmd_report(args) -> int:
     try:
         path = report.write_report(args.model, args.out, args.measured, args.measured_root,
                                    shift_average_deg=args.shift_average, shift_views=args.shift_views,
-                                   search_match=args.search_match)
+                                   search_match=args.search_match, decision=args.decision)
     except (ValueError, FileNotFoundError) as exc:  # BundleError is a ValueError
         raise CliError(str(exc)) from None
     print(f"report: {path}")

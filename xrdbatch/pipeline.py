@@ -327,7 +327,7 @@ def stage_score(config: dict, ctx: RunContext) -> None:
     summary = score.score(inputs, model, out, wavelength_angstrom=sc.get("wavelength_angstrom"),
                           executor="dask", client=ctx.client(), progress=True,
                           shift_average_deg=float(sc["shift_average_deg"]), shift_views=int(sc["shift_views"]),
-                          search_match=sc["search_match"])
+                          search_match=sc["search_match"], decision=sc["decision"])
     ctx.log(f"score: {summary}")
     table = pd.read_parquet(out) if out.endswith(".parquet") else pd.read_csv(out)
     ok = table[table["status"] == "ok"]
@@ -354,10 +354,11 @@ TRAINING_DEFAULTS = {"feature_set": "measured", "split": "grouped", "test_size":
                      "augment_store": "store_aug{copy}.zarr", "class_mix": "catalog", "system_exponent": 1.0,
                      "space_group_synthetic_weight": None, "crystal_system_model": "extra_trees",
                      "search_library": True}
-#: ``[scoring]`` keys the pipeline reads; ``search_match`` None = on when the bundle has a library.
+#: ``[scoring]`` keys the pipeline reads; ``search_match`` None = on when the bundle has a library; ``decision``
+#: "argmax" or "balanced" (:meth:`xrdbatch.bundle.ModelBundle.decision_weights`).
 SCORING_DEFAULTS = {"inputs": [], "optional_inputs": [], "examples": [], "examples_dir": "examples",
                     "examples_seed": 0, "out": "scores.csv", "wavelength_angstrom": None,
-                    "shift_average_deg": 0.0, "shift_views": 7, "search_match": None}
+                    "shift_average_deg": 0.0, "shift_views": 7, "search_match": None, "decision": "argmax"}
 
 def _section(config: dict, name: str) -> dict:
     """The open ``[training]`` / ``[scoring]`` section over the keys and defaults the stages read."""

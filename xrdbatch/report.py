@@ -150,7 +150,7 @@ DEFAULT_MEASURED_WAVELENGTH_ANGSTROM = 1.5406
 
 
 def evaluate_measured(bundle, labels_csv, data_root=None, *, shift_average_deg: float = 0.0, shift_views: int = 7,
-                      search_match: bool | None = None):
+                      search_match: bool | None = None, decision: str = "argmax"):
     """Per-file predictions on measured patterns of known phase, and a per-dataset summary.
 
     The files are scored exactly as ``xrdbatch score`` scores them (:func:`xrdbatch.score.score_files`: reading,
@@ -169,6 +169,8 @@ def evaluate_measured(bundle, labels_csv, data_root=None, *, shift_average_deg: 
         Zero-shift averaging as ``xrdbatch score --shift-average`` (0 = off).
     search_match : bool, optional
         As ``xrdbatch score --search-match`` (None = on when the bundle has a library).
+    decision : {"argmax", "balanced"}
+        As ``xrdbatch score --decision``.
 
     Returns
     -------
@@ -189,6 +191,7 @@ def evaluate_measured(bundle, labels_csv, data_root=None, *, shift_average_deg: 
         search_match = bundle.library is not None
     elif search_match and bundle.library is None:
         raise ValueError(f"{bundle.path}: this bundle has no search-match library; report without --search-match")
+    bundle.decision_weights(decision)  # fails early on an unknown decision
     offsets = tuple(float(o) for o in shift_offsets(shift_average_deg, shift_views))
     given = (labels["wavelength_angstrom"] if "wavelength_angstrom" in labels
              else pd.Series(np.nan, index=labels.index)).fillna(DEFAULT_MEASURED_WAVELENGTH_ANGSTROM)
@@ -197,7 +200,7 @@ def evaluate_measured(bundle, labels_csv, data_root=None, *, shift_average_deg: 
     for lam in sorted(set(given)):
         group = [p for p, g in zip(paths, given) if g == lam]
         options = score.ScoreOptions(str(Path(bundle.path).resolve()), wavelength_angstrom=float(lam),
-                                     shift_offsets_deg=offsets, search_match=search_match)
+                                     shift_offsets_deg=offsets, search_match=search_match, decision=decision)
         for row in score.score_files(sorted(set(group)), options):
             scored.setdefault(row["file"], row)  # the first pattern of a file (or its error row)
     keep = [c for c in score.PREDICTION_COLUMNS] + ["n_peaks", "wavelength_angstrom", "matched", "match_score",

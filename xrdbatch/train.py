@@ -542,7 +542,7 @@ class CrystalForest:
         return np.mean([self.predict_proba(V) for V in views], axis=0)
 
     def predict_frame(self, X, top_k: int = 5, proba: np.ndarray | None = None, views=(), matches=None,
-                      match_threshold: float | None = None) -> pd.DataFrame:
+                      match_threshold: float | None = None, class_weights=None) -> pd.DataFrame:
         """The contract's prediction table (see :meth:`xrdbatch.bundle.ModelBundle.predict`).
 
         Columns: crystal_system, crystal_system_prob, space_group_1..k, space_group_prob_1..k (0 and 0.0
@@ -557,12 +557,16 @@ class CrystalForest:
         crystal system, its space group first (then the model's ranking without it) and its lattice constants
         when the library has them (``match_a`` ...). Probabilities stay the model's (of the groups and system
         shown), so a low one flags a match the model disagrees with; a ``matched`` column marks those rows.
+
+        ``class_weights`` (one per ``classes_``): the crystal system is ``argmax(P * weights)`` instead of
+        ``argmax(P)``; ``1 / training share`` is the decision that maximises the expected macro recall
+        (:meth:`xrdbatch.bundle.ModelBundle.decision_weights`). The reported probability stays ``P`` of that system.
         """
         X = np.asarray(X, dtype=np.float32)
         views = [np.asarray(V, dtype=np.float32) for V in views]
         n = X.shape[0]
         proba = self.predict_proba_views([X, *views]) if proba is None else np.asarray(proba, dtype=np.float64)
-        best = proba.argmax(axis=1)
+        best = (proba if class_weights is None else proba * np.asarray(class_weights, dtype=np.float64)).argmax(axis=1)
         systems = self.classes_[best].astype(object)
         matched = np.zeros(n, dtype=bool)
         if matches is not None:
@@ -882,8 +886,10 @@ def train_arrays(X, labels: pd.DataFrame, out, *, feature_set: str, feature_name
                   for o, v in metrics.get("space_group_by_origin", {}).items())
         + (f", lattice MAPE {metrics['lattice_mape_percent_mean']:.2f} %" if metrics["lattice_mape_percent_mean"]
            is not None else ""))
+    fitted_systems = pd.Series(labels["crystal_system"].to_numpy()[fit_rows]).astype(str)
     training = {
         "split": split, "test_size": test_size, "random_state": random_state, "class_mix": class_mix,
+        "class_shares": {k: float(v) for k, v in fitted_systems.value_counts(normalize=True).sort_index().items()},
         "space_group_synthetic_weight": float(space_group_synthetic_weight), "origins": origins,
         "space_group_fallback": list(model.space_group_fallback_),
         "n_train": int(len(train)), "n_test": int(len(test)), "n_rows": int(len(X)),
