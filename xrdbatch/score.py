@@ -631,8 +631,8 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
         with a bundle that has none is an error.
     decision : {"argmax", "balanced"}
         ``"argmax"``: the most probable crystal system (best accuracy). ``"balanced"``: probabilities over the
-        training shares of the systems (best expected macro recall; RRUFF dev, session 9: accuracy 72.0 -> 67.9,
-        macro recall 68.3 -> 73.0, triclinic recall 8 -> 71 %, monoclinic 80 -> 51 %).
+        training shares of the systems (best expected macro recall; RRUFF dev, session 9: accuracy 72.0 -> 67.7,
+        macro recall 68.3 -> 71.3, triclinic recall 8 -> 58 %, monoclinic 80 -> 56 %).
 
     Returns
     -------
