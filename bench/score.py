@@ -327,7 +327,9 @@ def main(argv=None) -> int:
         rate = summary["files"] / elapsed
         print(f"\nend to end on {args.workers} worker processes: {summary['files']} files in {elapsed:.1f} s = "
               f"{rate:.0f} files/s ({rate / args.workers:.0f} per core); rows {summary['rows']}, "
-              f"ok {summary['ok']}, errors {summary['errors']}  [goal >= 1000 files/s on 2 cores]")
+              f"ok {summary['ok']}, errors {summary['errors']}"
+              + (f", search-match on ({summary['matched']} matched)" if summary["search_match"] else "")
+              + "  [goal >= 1000 files/s on 2 cores]")
         n = summary["files"]
         print(f"CPU time during the run: workers {cpu_workers:.1f} s ({1e3 * cpu_workers / n:.2f} ms per file -> "
               f"{args.workers * n / cpu_workers:.0f} files/s on {args.workers} dedicated cores); whole process tree "
