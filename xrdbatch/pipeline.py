@@ -239,9 +239,21 @@ def stage_train(config: dict, ctx: RunContext) -> None:
                                       model_params={"system_exponent": float(tr["system_exponent"]),
                                                     "crystal_system": system_model},
                                       overwrite=True, log=ctx.log,
-                                      library_store="auto" if tr["search_library"] else None, **sg_weight)
+                                      library_store=_library_store(config, ctx), **sg_weight)
     ctx.log(f"train: bundle {model} ({manifest['total_bytes'] / 1e6:.1f} MB)")
     ctx.outputs["model"] = model
+
+
+def _library_store(config: dict, ctx: RunContext) -> str | None:
+    """The ideal store (``simulate``'s), whose real structures become the bundle's search-match library, when
+    ``[training] search_library`` asks for one and the store is there."""
+    if not _section(config, "training")["search_library"]:
+        return None
+    path = ctx.outputs.get("store") or ctx.path(config["store"]["path"])
+    if not os.path.isdir(path):
+        ctx.log(f"train: no ideal store {path}, so no search-match library")
+        return None
+    return path
 
 
 def stage_report(config: dict, ctx: RunContext) -> None:
