@@ -100,6 +100,7 @@ def compute_report(bundle) -> tuple[dict, dict]:
         "training": {k: m["training"].get(k) for k in ("split", "n_train", "n_test", "n_rows", "fit_seconds",
                                                          "data_sha256", "source")},
         "bundle_bytes": m.get("total_bytes"),
+        "library": m.get("library"),
         "confusion": {"labels": labels, "matrix": confusion.tolist()},
         "space_group_topk_curve": topk,
         "feature_importances": dict(sorted(zip(names, map(float, importances)), key=lambda kv: -kv[1])),
@@ -372,7 +373,9 @@ def _html(metrics: dict, figs: list[tuple[str, str]]) -> str:
     rows += [("feature set", metrics["feature_set"]), ("split", str(tr.get("split"))),
              ("train / test rows", f"{tr.get('n_train')} / {tr.get('n_test')}"),
              ("fit time (s)", f"{tr.get('fit_seconds') or 0:.1f}"),
-             ("bundle size (MB)", f"{(metrics.get('bundle_bytes') or 0) / 1e6:.1f}")]
+             ("bundle size (MB)", f"{(metrics.get('bundle_bytes') or 0) / 1e6:.1f}"),
+             ("search-match library", f"{metrics['library']['entries']} real structures ({metrics['library']['source']})"
+              if metrics.get("library") else "none")]
     lat_rows = []
     for system, entry in metrics["lattice"].items():
         for name, s in entry.get("given_system", {}).items():
