@@ -79,7 +79,8 @@ def test_a_structure_outside_the_library_takes_no_confident_match(library_and_pa
 
 def _direct(library, X, names, tolerance=match.TOLERANCE):
     """The definition of the score, pattern line by entry line (what the sorted-line search must reproduce)."""
-    lines, strong = match._columns(X, names, match._ALL), match._columns(X, names, match._STRONG)
+    lines = match._lines(X, names)
+    strong = lines[:, -len(match._STRONG):]
     out = np.zeros((len(X), len(library)))
     for i in range(len(X)):
         s, m = strong[i][~np.isnan(strong[i])], lines[i][~np.isnan(lines[i])]

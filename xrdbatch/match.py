@@ -49,8 +49,8 @@ MARGIN = 0.05
 #: Rows x entries x 10 cells of the boolean work arrays of one chunk of rows (bounds the chunk for big libraries).
 _CELLS = 4_000_000
 
-_ALL = [f"q_{i + 1}" for i in range(20)] + [f"strongest_q_{i + 1}" for i in range(10)]
 _STRONG = [f"strongest_q_{i + 1}" for i in range(10)]
+_ALL = [f"q_{i + 1}" for i in range(20)] + _STRONG  # the strong lines are the last 10 columns
 
 
 def has_line_columns(feature_names) -> bool:
@@ -58,22 +58,22 @@ def has_line_columns(feature_names) -> bool:
     return set(_ALL) <= set(feature_names)
 
 
-def _columns(X: np.ndarray, feature_names, wanted) -> np.ndarray:
+def _lines(X: np.ndarray, feature_names) -> np.ndarray:
+    """``(n, 30)`` line positions in Q (``_ALL`` columns of ``X``), NaN where a pattern has no such line."""
     names = list(feature_names)
-    missing = [c for c in wanted if c not in names]
+    missing = [c for c in _ALL if c not in names]
     if missing:
         raise ValueError(f"search-match needs the feature columns {missing[:3]}... (feature sets 'measured' and up)")
-    out = np.asarray(X, dtype=np.float64)[:, [names.index(c) for c in wanted]]
+    out = np.asarray(X, dtype=np.float64)[:, [names.index(c) for c in _ALL]]
     return np.where((out > 0) & (out != MISSING), out, np.nan)
 
 
 @dataclass
 class ReferenceLibrary:
-    """Known structures: ``lines`` (n, 30) Q of the first 20 and the 10 strongest lines, ``strong`` (n, 10),
-    NaN-padded, and ``labels`` (n rows: ``crystal_system``, ``space_group`` and any identifying columns)."""
+    """Known structures: ``lines`` (n, 30) Q of the first 20 and the 10 strongest lines, NaN-padded, and
+    ``labels`` (n rows: ``crystal_system``, ``space_group`` and any identifying columns)."""
 
     lines: np.ndarray
-    strong: np.ndarray
     labels: pd.DataFrame
     _sorted: tuple | None = field(default=None, repr=False, compare=False)
 
@@ -85,11 +85,15 @@ class ReferenceLibrary:
         for col in ("crystal_system", "space_group"):
             if col not in labels:
                 raise ValueError(f"library labels need a {col!r} column; got {list(labels.columns)}")
-        return cls(_columns(X, feature_names, _ALL), _columns(X, feature_names, _STRONG),
-                   labels.reset_index(drop=True))
+        return cls(_lines(X, feature_names), labels.reset_index(drop=True))
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def strong(self) -> np.ndarray:
+        """``(n, 10)`` Q of the 10 strongest lines (the last columns of ``lines``)."""
+        return self.lines[:, -len(_STRONG):]
 
     def to_frame(self) -> pd.DataFrame:
         """The library as one table: the label columns, then ``q_1..20`` and ``strongest_q_1..10`` (float32,
@@ -121,7 +125,7 @@ class ReferenceLibrary:
 
     def subset(self, rows) -> ReferenceLibrary:
         rows = np.asarray(rows)
-        return ReferenceLibrary(self.lines[rows], self.strong[rows], self.labels.iloc[rows].reset_index(drop=True))
+        return ReferenceLibrary(self.lines[rows], self.labels.iloc[rows].reset_index(drop=True))
 
 
 def best_matches(library: ReferenceLibrary, X: np.ndarray, feature_names, tolerance: float = TOLERANCE,
@@ -163,7 +167,8 @@ def _best(library, X, feature_names, tolerance, chunk):
     Every pattern line looks up only the library lines inside its tolerance window (``searchsorted``), so the
     cost grows with the lines that are near, not with ``library size x 30 x 10`` comparisons; the scores are
     then formed on dense ``(rows, entries)`` arrays as a direct comparison would form them."""
-    lines, strong = _columns(X, feature_names, _ALL), _columns(X, feature_names, _STRONG)
+    lines = _lines(X, feature_names)
+    strong = lines[:, -len(_STRONG):]
     n, n_lib = len(lines), len(library)
     score, fwd_best, rev_best = np.zeros(n), np.zeros(n), np.zeros(n)
     index = np.full(n, -1, dtype=np.int64)
