@@ -428,6 +428,7 @@ class ModelBundle:
         self.feature_names = list(manifest["feature_names"])
         self.peak_params = dict(manifest["peak_params"])
         self._library = None  # read on first use (ModelBundle.library)
+        self._balanced_weights = None  # computed on first use (ModelBundle.decision_weights)
         # bundles saved before top_fit_rel existed (its default is now 0.6) stored only the settings they were
         # given and found peak tops with three points: score them as they were trained
         self.peak_params.setdefault("top_fit_rel", 0.0)
@@ -453,12 +454,14 @@ class ModelBundle:
             return None
         if decision != "balanced":
             raise ValueError(f"unknown decision {decision!r}; valid: {', '.join(DECISIONS)}")
-        shares = self.manifest.get("training", {}).get("class_shares")
-        if not shares:
-            evaluation = self.evaluation()
-            column = "true_crystal_system" if "true_crystal_system" in evaluation else "crystal_system"
-            shares = evaluation[column].astype(str).value_counts(normalize=True).to_dict()
-        return np.array([1.0 / shares[c] if shares.get(c) else 0.0 for c in self.model.classes_])
+        if self._balanced_weights is None:  # once per bundle: predict asks for them on every batch
+            shares = self.manifest.get("training", {}).get("class_shares")
+            if not shares:
+                evaluation = self.evaluation()
+                column = "true_crystal_system" if "true_crystal_system" in evaluation else "crystal_system"
+                shares = evaluation[column].astype(str).value_counts(normalize=True).to_dict()
+            self._balanced_weights = np.array([1.0 / shares[c] if shares.get(c) else 0.0 for c in self.model.classes_])
+        return self._balanced_weights
 
     def predict(self, X, top_k: int = 5, views=(), matches=None, decision: str = "argmax"):
         """Predictions for features ``X (n, n_features)`` made with :meth:`featurize` (or features.extract
