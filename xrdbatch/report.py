@@ -188,10 +188,7 @@ def evaluate_measured(bundle, labels_csv, data_root=None, *, shift_average_deg: 
 
     labels = pd.read_csv(labels_csv)
     root = Path(data_root) if data_root is not None else Path(labels_csv).parent
-    if search_match is None:
-        search_match = bundle.library is not None
-    elif search_match and bundle.library is None:
-        raise ValueError(f"{bundle.path}: this bundle has no search-match library; report without --search-match")
+    search_match = score.search_match_for(bundle, search_match)
     bundle.decision_weights(decision)  # fails early on an unknown decision
     offsets = tuple(float(o) for o in shift_offsets(shift_average_deg, shift_views))
     given = (labels["wavelength_angstrom"] if "wavelength_angstrom" in labels

@@ -404,6 +404,19 @@ def _predict(model, X, views, options: ScoreOptions):
     return model.predict(X, views=views, matches=matches, decision=options.decision), matches
 
 
+def search_match_for(bundle, requested: bool | None, name=None) -> bool:
+    """Whether to search-match with ``bundle``: ``requested``, or (None) whether the bundle has a library.
+
+    Raises ValueError naming the bundle (``name``, default its path) when a match is requested and it has none."""
+    if requested is None:
+        return bundle.library is not None
+    if requested and bundle.library is None:
+        raise ValueError(f"{name or bundle.path}: this bundle has no search-match library (trained with a feature set "
+                         "without line positions in Q, without an ideal store, or before session 9); leave out "
+                         "--search-match or retrain it")
+    return bool(requested)
+
+
 def _abstain(rows, threshold: float) -> None:
     """Mark (and empty) the predictions of ok rows whose crystal-system probability is below ``threshold``;
     a row answered by a confident search-match is kept."""
@@ -652,12 +665,7 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
                                 "'xrdbatch train' or pull one with 'xrdbatch models pull'")
     bundle = _load_model(str(Path(model_dir).resolve()))  # fail early (bad bundle) before any batch starts
     bundle.decision_weights(decision)  # an unknown decision, or a bundle without class shares, fails here
-    if search_match is None:
-        search_match = bundle.library is not None
-    elif search_match and bundle.library is None:
-        raise ValueError(f"{model}: this bundle has no search-match library (trained with a feature set without "
-                         "line positions in Q, without an ideal store, or before session 9); score without "
-                         "--search-match or retrain it")
+    search_match = search_match_for(bundle, search_match, model)
     if abstain is not None and abstain_accuracy is not None:
         raise ValueError(f"give either abstain ({abstain}) or abstain_accuracy ({abstain_accuracy}), not both")
     if abstain_accuracy is not None:
