@@ -1012,6 +1012,36 @@ def reference_library(store_path, peak_params: dict, *, chunk: int = 2000):
     return match.ReferenceLibrary.from_features(X, names, labels)
 
 
+def _library_for(library_store, training_stores, feature_set, names, conditions, peak_params, log):
+    """``(ReferenceLibrary, its store)`` for :func:`train_from_store`, or None (logged why)."""
+    from xrdbatch import match, store as xstore
+
+    if library_store is None:
+        return None
+    if not match.has_line_columns(names):
+        log(f"search-match library: none (feature set {feature_set!r} has no line positions in Q)")
+        return None
+    why = "given"
+    if library_store == "auto":
+        library_store, why = default_library_store(training_stores)
+        if library_store is None:
+            log(f"search-match library: none ({why})")
+            return None
+    if xstore.read_conditions(library_store) != conditions:
+        shown = training_stores if isinstance(training_stores, (str, os.PathLike)) else \
+            ", ".join(map(str, training_stores))
+        raise ValueError(f"library store {library_store}: simulated at other instrument conditions than the training "
+                         f"store {shown}; retarget it first (`xrdbatch retarget`)")
+    t0 = time.perf_counter()
+    library = reference_library(library_store, peak_params)
+    if not len(library):
+        log(f"search-match library: none (no real structure with a pattern in {library_store})")
+        return None
+    log(f"search-match library: {len(library)} real structures of {library_store} ({why}) in "
+        f"{time.perf_counter() - t0:.1f} s")
+    return library, str(library_store)
+
+
 def train_from_store(store_path, out, *, feature_set: str = "seed11", library_store: str | None = "auto",
                      **kwargs) -> dict:
     """``xrdbatch train``: read the features of a store (or of several stores with the same conditions,
@@ -1039,31 +1069,7 @@ def train_from_store(store_path, out, *, feature_set: str = "seed11", library_st
     if len(X) < 10:
         raise ValueError(f"{store_path}: only {len(X)} usable rows (sim_status ok with a crystal system); "
                          "need at least 10 to split and train")
-    library = None
-    if library_store is not None:
-        from xrdbatch import match, store as xstore
-
-        if not match.has_line_columns(names):
-            log(f"search-match library: none (feature set {feature_set!r} has no line positions in Q)")
-        else:
-            why = "given"
-            if library_store == "auto":
-                library_store, why = default_library_store(stores)
-            if library_store is None:
-                log(f"search-match library: none ({why})")
-            else:
-                if xstore.read_conditions(library_store) != conditions:
-                    raise ValueError(f"library store {library_store}: simulated at other instrument conditions than "
-                                     f"the training store {store_path}; retarget it first (`xrdbatch retarget`)")
-                t0 = time.perf_counter()
-                library = reference_library(library_store, peak_params)
-                if len(library):
-                    log(f"search-match library: {len(library)} real structures of {library_store} ({why}) in "
-                        f"{time.perf_counter() - t0:.1f} s")
-                    library = (library, str(library_store))
-                else:
-                    log(f"search-match library: none (no real structure with a pattern in {library_store})")
-                    library = None
+    library = _library_for(library_store, stores, feature_set, names, conditions, peak_params, log)
     return train_arrays(X, labels, out, feature_set=feature_set, feature_names=names, peak_params=peak_params,
                         conditions=conditions, source=source, library=library, **kwargs)
 
