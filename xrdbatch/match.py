@@ -22,8 +22,10 @@ must not be reported as its P1 description, sphalerite as a tetragonal superstru
 takes their crystal system, puts their space group first in the ranking and reports their lattice constants.
 
 In the product the library is the bundle's ``library.parquet`` (:func:`xrdbatch.train.reference_library`: the
-real structures of the ideal training store) and ``xrdbatch score --search-match`` applies it; lines are looked
-up through sorted line lists (:func:`best_matches`), ~0.3 ms per pattern and view against 2,101 entries.
+real structures of the ideal training store) and ``xrdbatch score --search-match`` applies it. Lines are looked
+up through a sorted line list, and only entries that share enough strong lines with a pattern to reach
+:data:`MIN_SCORE` are scored in full (:func:`best_matches`): ``bench/match.py`` measures 0.06 / 0.8 / 3.2 ms per
+pattern and view against 2,000 / 40,000 / 160,000 ICSD-like entries, the same answers as scoring every entry.
 
 Defaults (``tolerance`` 0.004, ``threshold`` 0.8) were chosen on RRUFF dev (``bench/results/session8/``). There,
 139 of 504 measured minerals match a real training structure (over the 7 zero-shifted views); 97.8 % of those
@@ -46,7 +48,10 @@ THRESHOLD = 0.8
 #: Entries within this score of the best one count as equally good; the most symmetric of them (highest space-group
 #: number) is reported: a superstructure or a low-symmetry description of the same lines must not beat the simple cell.
 MARGIN = 0.05
-#: Rows x entries x 10 cells of the boolean work arrays of one chunk of rows (bounds the chunk for big libraries).
+#: Rows scoring below this against every entry report no match; only entries whose forward fraction reaches
+#: ``MIN_SCORE - MARGIN`` are scored in full (:func:`best_matches`).
+MIN_SCORE = 0.5
+#: Rows x entries x 10 cells of the boolean hit planes of one chunk of rows (bounds the chunk for big libraries).
 _CELLS = 4_000_000
 
 _STRONG = [f"strongest_q_{i + 1}" for i in range(10)]
@@ -112,15 +117,15 @@ class ReferenceLibrary:
                                  frame.drop(columns=_ALL))
 
     def sorted_lines(self):
-        """``(line Q, its entry, strong-line Q, its flat slot entry * 10 + k)``, each sorted by Q (cached)."""
+        """``(line Q, its entry)`` of every distinct line of every entry, sorted by Q (cached). A strong line is
+        usually among the first 20 too: it is listed once."""
         if self._sorted is None:
-            flat = self.lines.ravel()
+            per_entry = np.sort(self.lines, axis=1)  # NaN last
+            per_entry[:, 1:][per_entry[:, 1:] == per_entry[:, :-1]] = np.nan
+            flat = per_entry.ravel()
             keep = np.flatnonzero(~np.isnan(flat))
             order = keep[np.argsort(flat[keep], kind="stable")]
-            flat_s = self.strong.ravel()
-            keep_s = np.flatnonzero(~np.isnan(flat_s))
-            order_s = keep_s[np.argsort(flat_s[keep_s], kind="stable")]
-            self._sorted = (flat[order], order // self.lines.shape[1], flat_s[order_s], order_s)
+            self._sorted = (flat[order], order // self.lines.shape[1])
         return self._sorted
 
     def subset(self, rows) -> ReferenceLibrary:
@@ -129,16 +134,21 @@ class ReferenceLibrary:
 
 
 def best_matches(library: ReferenceLibrary, X: np.ndarray, feature_names, tolerance: float = TOLERANCE,
-                 views=(), chunk: int = 256) -> pd.DataFrame:
+                 views=(), chunk: int = 256, min_score: float = MIN_SCORE) -> pd.DataFrame:
     """The best library entry of every row of ``X``: ``match_score``, ``match_forward``, ``match_reverse``,
     ``match_index`` (-1 when nothing matches) and the entry's label columns prefixed ``match_``.
+
+    ``min_score``: a row whose best entry scores less reports no match (score 0, index -1); only entries that
+    could reach ``min_score - MARGIN`` are scored in full, which keeps big libraries cheap. Scores from
+    ``min_score`` up, and the entries reported for them, are those of a comparison with every entry; 0 compares
+    with every entry.
 
     ``views``: the same rows with their peak lists moved by zero shifts (:func:`xrdbatch.features.shifted_views`);
     each row keeps its best score over ``X`` and the views (a zero error moves low-angle lines by more than the
     tolerance)."""
-    best = _best(library, X, feature_names, tolerance, chunk)
+    best = _best(library, X, feature_names, tolerance, chunk, min_score)
     for V in views:
-        other = _best(library, V, feature_names, tolerance, chunk)
+        other = _best(library, V, feature_names, tolerance, chunk, min_score)
         better = other[0] > best[0]
         best = tuple(np.where(better, o, b) for o, b in zip(other, best))
     score, fwd_best, rev_best, index = best
@@ -161,12 +171,14 @@ def _windows(values: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     return query, position
 
 
-def _best(library, X, feature_names, tolerance, chunk):
-    """Score of every row against every entry, through sorted line lists.
+def _best(library, X, feature_names, tolerance, chunk, min_score):
+    """Best entry of every row: forward hits through sorted line lists, the rest on candidate pairs only.
 
-    Every pattern line looks up only the library lines inside its tolerance window (``searchsorted``), so the
-    cost grows with the lines that are near, not with ``library size x 30 x 10`` comparisons; the scores are
-    then formed on dense ``(rows, entries)`` arrays as a direct comparison would form them."""
+    Every strong line of a pattern looks up the library lines inside its tolerance window (``searchsorted``);
+    the hits, counted per (row, entry), give the forward fraction of every entry at once. An entry can score
+    ``min_score - MARGIN`` or more (and so be the answer, or tie with it) only if its forward fraction does, so the
+    reverse fraction and the tie-break are computed for those (row, entry) pairs alone: a random entry of a big
+    library shares few strong lines with a pattern, and the pairs stay few."""
     lines = _lines(X, feature_names)
     strong = lines[:, -len(_STRONG):]
     n, n_lib = len(lines), len(library)
@@ -174,44 +186,47 @@ def _best(library, X, feature_names, tolerance, chunk):
     index = np.full(n, -1, dtype=np.int64)
     if not (n_lib and n):
         return score, fwd_best, rev_best, index
-    line_values, line_entry, strong_values, strong_slot = library.sorted_lines()
-    lib_strong_t = np.ascontiguousarray(library.strong.T)  # (10, entries)
+    line_values, line_entry = library.sorted_lines()
+    lib_strong = library.strong
     symmetry = library.labels["space_group"].to_numpy(dtype=np.float64) * 10.0  # ranks above any score gap
-    chunk = max(1, min(chunk, _CELLS // (n_lib * 10)))  # bounds the (rows, entries, 10) work arrays
+    n_strong = (~np.isnan(strong)).sum(1)
+    # forward hits an entry needs to reach min_score - MARGIN (loosened by a rounding margin: a superset is exact)
+    need = np.maximum(np.ceil((min_score - MARGIN) * n_strong - 1e-6), 0).astype(np.int64)
+    chunk = max(1, min(chunk, _CELLS // (n_lib * 10)))  # bounds the (10, rows, entries) hit planes
     for a in range(0, n, chunk):
         s, m = strong[a:a + chunk], lines[a:a + chunk]  # (c, 10), (c, 30)
         c = len(s)
-        # forward: which of each row's strong lines have an entry line within the tolerance
         q = s.ravel()
         ok = np.flatnonzero(~np.isnan(q))
         query, pos = _windows(line_values, q[ok] * (1 - tolerance), q[ok] * (1 + tolerance))
-        # work arrays are (slot, row, entry): the sums over the 10 slots are then adds of contiguous planes
-        hit = np.zeros((10, c, n_lib), dtype=bool)
+        hit = np.zeros((10, c, n_lib), dtype=bool)  # one plane per strong line: an entry counts once per line
         row, slot = np.divmod(ok[query], 10)
-        hit[slot, row, line_entry[pos]] = True
-        n_s = (~np.isnan(s)).sum(1)
-        fwd = hit.sum(0) / np.maximum(n_s, 1)[:, None]
-        # reverse: which of each entry's strong lines (inside the row's range) have a row line within the
-        # tolerance, relative to the entry's line: |x - m| < tol x  <=>  m / (1 + tol) < x < m / (1 - tol)
-        q = m.ravel()
-        ok = np.flatnonzero(~np.isnan(q))
-        query, pos = _windows(strong_values, q[ok] / (1 + tolerance), q[ok] / (1 - tolerance))
-        q_max = np.where(np.isnan(m), -np.inf, m).max(axis=1)
+        hit.ravel()[(slot * c + row) * n_lib + line_entry[pos]] = True
+        count = hit.sum(0, dtype=np.uint8)
+        row, entry = np.nonzero(count >= need[a:a + c, None])  # candidate pairs, sorted by row
+        if not len(row):
+            continue
+        n_s = n_strong[a:a + c][row]
+        fwd = count[row, entry] / np.maximum(n_s, 1)
+        # reverse: the entry's strong lines inside the row's range found among the row's lines,
+        # relative to the entry's line: |x - m| < tol x  <=>  m / (1 + tol) < x < m / (1 - tol)
+        e_strong, r_lines = lib_strong[entry][:, :, None], m[row][:, None, :]  # (p, 10, 1), (p, 1, 30)
+        q_max = np.where(np.isnan(m), -np.inf, m).max(axis=1)[row]
         with np.errstate(invalid="ignore"):
-            inside = lib_strong_t[:, None, :] <= q_max[None, :, None] * (1 + tolerance)  # (10, c, entries)
-        found = np.zeros((10, c, n_lib), dtype=bool)
-        entry, slot = np.divmod(strong_slot[pos], 10)
-        found[slot, ok[query] // 30, entry] = True
-        n_in = inside.sum(0)
-        rev = np.where(n_in > 0, (found & inside).sum(0) / np.maximum(n_in, 1), 0.0)
-        sc = np.minimum(fwd, rev)
-        sc[n_s == 0] = 0.0
-        near = sc >= sc.max(axis=1, keepdims=True) - MARGIN
-        best = np.argmax(np.where(near, symmetry[None, :] + sc, -np.inf), axis=1)
-        rows = np.arange(c)
-        score[a:a + c] = sc[rows, best]
-        fwd_best[a:a + c], rev_best[a:a + c] = fwd[rows, best], rev[rows, best]
-        index[a:a + c] = np.where(sc[rows, best] > 0, best, -1)
+            inside = e_strong[:, :, 0] <= q_max[:, None] * (1 + tolerance)
+            found = ((e_strong > r_lines / (1 + tolerance)) & (e_strong < r_lines / (1 - tolerance))).any(axis=2)
+        n_in = inside.sum(1)
+        rev = np.where(n_in > 0, (found & inside).sum(1) / np.maximum(n_in, 1), 0.0)
+        sc = np.where(n_s > 0, np.minimum(fwd, rev), 0.0)
+        # per row: the most symmetric entry within MARGIN of the best score (the lowest entry index on a tie)
+        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+        top = np.maximum.reduceat(sc, starts)[np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(row)]))]
+        key = np.where(sc >= top - MARGIN, symmetry[entry] + sc, -np.inf)
+        order = np.lexsort((-entry, key, row))
+        last = order[np.r_[row[order][1:] != row[order][:-1], True]]
+        keep = last[(top[last] >= min_score) & (sc[last] > 0)]
+        at = a + row[keep]
+        score[at], fwd_best[at], rev_best[at], index[at] = sc[keep], fwd[keep], rev[keep], entry[keep]
     return score, fwd_best, rev_best, index
 
 
