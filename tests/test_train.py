@@ -179,6 +179,12 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
     from xrdbatch import match
 
     assert (match.best_matches(lib, x, features.feature_names("measured"))["match_score"] == 1.0).all()
+    np.testing.assert_array_equal(lib.lines[:5], match.ReferenceLibrary.from_features(
+        x, features.feature_names("measured"), lib.labels.iloc[:5]).lines)
+    # the library's rows are found in parallel blocks (Dask): any block size gives the same library
+    again = train.reference_library(st_path, {"height_rel": 0.04}, chunk=3)
+    np.testing.assert_array_equal(again.lines, lib.lines)
+    pd.testing.assert_frame_equal(again.labels, lib.labels)
     assert cli.main(["train", "--store", st_path, "--out", str(tmp_path / "matching"), "--feature-set", "measured",
                      "--n-jobs", "1"]) == 0
     assert f"search-match library of {len(lib)} real structures" in capsys.readouterr().out

@@ -971,13 +971,15 @@ def default_library_store(store_paths) -> tuple[str | None, str]:
     return source, f"{source}, the ideal store the augmented training stores were rendered from"
 
 
-def reference_library(store_path, peak_params: dict, *, chunk: int = 2000):
+def reference_library(store_path, peak_params: dict, *, chunk: int = 500):
     """The search-match library (:class:`xrdbatch.match.ReferenceLibrary`) of a store of ideal patterns: its
     real structures (origin ``"real"``: no element-substituted variants, no synthetic crystals) that have a
     pattern, with their lines found by the peak finder with ``peak_params`` (the model's), and the labels
     ``id``, ``formula``, ``crystal_system``, ``space_group``, ``structure_type`` and the lattice constants.
 
     Raises ValueError for an augmented store (its lines are strained and shifted)."""
+    import dask
+
     from xrdbatch import features, match, store as xstore
 
     ds = xstore.open_dataset(store_path)
@@ -1005,9 +1007,13 @@ def reference_library(store_path, peak_params: dict, *, chunk: int = 2000):
     wavelength = xstore.read_conditions(store_path).wavelength_angstrom
     tt = ds["two_theta"].values.astype(np.float64)
     names = features.feature_names(LIBRARY_FEATURE_SET)
-    blocks = [features.extract(tt, ds["intensity"].isel(structure=rows[a:a + chunk]).values, wavelength,
-                               LIBRARY_FEATURE_SET, **(peak_params or {}))
-              for a in range(0, len(rows), chunk)]
+
+    # blocks of rows in parallel: on the Dask client when one is active (``xrdbatch train --backend dask``, the
+    # pipeline), else on local threads
+    intensity = ds["intensity"].data[rows].rechunk((chunk, -1)) if len(rows) else None
+    extract = dask.delayed(features.extract, pure=True)
+    blocks = dask.compute(*[extract(tt, block, wavelength, LIBRARY_FEATURE_SET, **(peak_params or {}))
+                            for block in (intensity.to_delayed().ravel() if len(rows) else [])])
     X = np.concatenate(blocks) if blocks else np.zeros((0, len(names)), np.float32)
     return match.ReferenceLibrary.from_features(X, names, labels)
 
