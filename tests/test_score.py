@@ -41,6 +41,16 @@ def test_plan_is_pure_and_stable(tmp_path):
     assert not (tmp_path / "r.parquet.parts").exists()  # planning does no I/O
 
 
+def test_default_batches_give_every_worker_work():
+    """A few hundred files on 2 workers: at least 4 tasks per worker slot, not one batch of up to 1,000 on one
+    worker; millions of files: batches of 1,000; an explicit batch size wins."""
+    assert score.batch_size_for(506, 2) == 64 and -(-506 // 64) >= 8
+    assert score.batch_size_for(3, 2) == 1
+    assert score.batch_size_for(2_000_000, 64) == score.DEFAULT_BATCH_SIZE
+    assert score.batch_size_for(506, 2, 500) == 500
+    assert score.batch_size_for(0, 1) == 1
+
+
 def test_expand_inputs(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for p in ("a/1.xy", "a/b/2.xrdml", "a/.hidden.xy", "c.xy"):

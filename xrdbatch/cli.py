@@ -274,7 +274,8 @@ def _add_score(sub):
     g.add_argument("--radiation", default=None, help="same, as an X-ray line name (CuKa, MoKa1, ...)")
     p.add_argument("--format", default=None, help="force one reader instead of detection (see xrdbatch.readers)")
     p.add_argument("--resume", action="store_true", help="skip files that already have rows in --out")
-    p.add_argument("--batch-size", type=int, default=1000, help="files per task (default 1000)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="files per task (default: up to 1000, at least 4 tasks per worker thread)")
     p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
     p.add_argument("--endpoint-url", default=None,
                    help="S3-compatible endpoint for an s3:// --model (or $XRDBATCH_S3_ENDPOINT_URL)")

@@ -170,6 +170,14 @@ def parts_dir(out) -> Path:
     return out.with_name(out.name + ".parts")
 
 
+def batch_size_for(n_files: int, slots: int, batch_size: int | None = None) -> int:
+    """Files per task: ``batch_size`` when given; else :data:`DEFAULT_BATCH_SIZE`, cut so that ``n_files`` make at
+    least 4 tasks per worker slot (a few hundred files must not all land on one worker). Pure."""
+    if batch_size is not None:
+        return batch_size
+    return max(1, min(DEFAULT_BATCH_SIZE, -(-n_files // (4 * max(1, slots)))))
+
+
 def plan(files, out, options: ScoreOptions, batch_size: int = DEFAULT_BATCH_SIZE) -> list[ScoreTask]:
     """Cut ``files`` into tasks of ``batch_size``; pure (no I/O).
 
@@ -609,7 +617,7 @@ def merge_parts(out, previous: bool = False) -> int:
 
 # ------------------------------------------------------------------------ entry point ----
 def score(inputs, model, out, *, wavelength_angstrom: float | None = None, format: str | None = None,
-          resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, executor: str = "serial", client=None,
+          resume: bool = False, batch_size: int | None = None, executor: str = "serial", client=None,
           progress: bool = False, endpoint_url: str | None = None, abstain: float | None = None,
           abstain_accuracy: float | None = None, shift_average_deg: float = 0.0, shift_views: int = 7,
           search_match: bool | None = None, decision: str = "argmax") -> dict:
@@ -627,6 +635,8 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
         For files that do not state theirs (else the model's, with a warning in the rows).
     resume : bool
         Skip files that already have rows in ``out`` (or in leftover parts of an interrupted run).
+    batch_size : int, optional
+        Files per task; default :func:`batch_size_for` (up to 1,000, at least 4 tasks per worker thread).
     executor : {"serial", "dask"}
         ``"dask"`` needs ``client``.
     abstain : float, optional
@@ -687,7 +697,8 @@ def score(inputs, model, out, *, wavelength_angstrom: float | None = None, forma
     options = ScoreOptions(str(Path(model_dir).resolve()), wavelength_angstrom, format, abstain,
                            tuple(float(o) for o in shift_offsets(shift_average_deg, shift_views)), search_match,
                            decision)
-    tasks = plan(todo, out, options, batch_size)
+    slots = sum(client.nthreads().values()) if (executor == "dask" and client is not None) else 1
+    tasks = plan(todo, out, options, batch_size_for(len(todo), slots, batch_size))
     bar = None
     if progress:
         from tqdm.auto import tqdm
