@@ -237,7 +237,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-files", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=None, help="files per task (default: the product's, score.batch_size_for)")
     parser.add_argument("--model", default=None, help="model bundle (default: train a small one)")
     parser.add_argument("--feature-set", default="seed11",
                         help="feature set of the model trained when --model is not given (the scoring cost per file "
