@@ -22,7 +22,8 @@ Search-match (issue 8, session 9): when the bundle carries a library (its real t
 simulation) every pattern and its shifted views are compared with it first (:mod:`xrdbatch.match`); a confident
 match (``matched = True``) answers the row with the structure's crystal system, space group (first, the model's
 ranking after it) and lattice constants. ``match_score``, ``match_id`` and ``match_formula`` name the best entry of
-every row, also below the threshold. Matched rows are never abstained on.
+every row that scores :data:`xrdbatch.match.MIN_SCORE` (0.5) or more, also below the threshold (near misses); rows
+under it read score 0 and no entry. Matched rows are never abstained on.
 
 Abstention (issue 8): with a threshold on the (calibrated, when the bundle was trained with ``--calibrate``)
 crystal-system probability, a pattern below it is answered with ``abstained = True`` and empty predictions
