@@ -117,3 +117,30 @@ def test_training_data_recipe_is_one_run(tmp_path):
     cfg["scoring"].update(search_match=False, out="model_only.csv")
     pipeline.run(cfg, stages=["examples", "score"], log=lines.append)
     assert pd.read_csv(tmp_path / "run" / "model_only.csv")["matched"].isna().all()
+
+    # the report stage scores labelled measured patterns ([training] report_measured) as the score stage does:
+    # here the example files, labelled by their names (FORMULA_SPACEGROUP.xy)
+    from xrdbatch.crystal import crystal_system_of
+
+    examples = sorted((tmp_path / "run" / "examples").glob("*.xy"))
+    groups = [int(f.stem.split("_")[1]) for f in examples]
+    pd.DataFrame({"file": [f.name for f in examples], "dataset": "examples", "space_group": groups,
+                  "crystal_system": [crystal_system_of(g) for g in groups]}).to_csv(tmp_path / "labels.csv", index=False)
+    cfg["training"].update(report_measured=str(tmp_path / "labels.csv"),
+                           report_measured_root=str(tmp_path / "run" / "examples"))
+    cfg["scoring"].update(search_match=None)
+    lines.clear()
+    pipeline.run(cfg, stages=["report"], log=lines.append)
+    metrics = json.loads((tmp_path / "run" / "report" / "metrics.json").read_text())
+    [row] = [r for r in metrics["measured"] if r["dataset"] == "examples"]
+    assert row["files"] == len(examples) == 8 and row["crystal_system_accuracy"] >= 0.5, row
+    # rows the search-match answered have their own accuracy; calibration covers the rows the model answered
+    assert metrics["measured_search_match"]["rows"] == round(row["matched"] * 8) >= 4
+    assert metrics.get("measured_calibration", {"n": 0})["n"] == 8 - metrics["measured_search_match"]["rows"]
+    assert any(line.startswith("report: measured") for line in lines)
+    # a labels file that is not on this machine is logged and left out
+    cfg["training"].update(report_measured=str(tmp_path / "nowhere.csv"))
+    lines.clear()
+    pipeline.run(cfg, stages=["report"], log=lines.append)
+    assert any("no measured labels file" in line for line in lines)
+    assert "measured" not in json.loads((tmp_path / "run" / "report" / "metrics.json").read_text())

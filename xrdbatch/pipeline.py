@@ -257,12 +257,28 @@ def _library_store(config: dict, ctx: RunContext) -> str | None:
 
 
 def stage_report(config: dict, ctx: RunContext) -> None:
-    """model bundle -> evaluation report (metrics.json, HTML, PNG figures)."""
+    """model bundle -> evaluation report (metrics.json, HTML, PNG figures). With ``[training] report_measured``
+    (a labels CSV, see :func:`xrdbatch.report.evaluate_measured`; files relative to ``report_measured_root``) the
+    report also scores those measured patterns as the score stage would (``[scoring]`` shift averaging,
+    search-match, decision) and shows their accuracy and reliability; a labels file that is not there is logged
+    and left out."""
     from xrdbatch import report
 
     tr = _section(config, "training")
+    sc = _section(config, "scoring")
     model = ctx.outputs.get("model") or ctx.path(tr["model"])
-    html = report.write_report(model, ctx.path(tr["report"]))
+    labels = tr["report_measured"]
+    if labels and not os.path.isfile(labels):
+        ctx.log(f"report: no measured labels file {labels} on this machine; the report leaves measured patterns out")
+        labels = None
+    html = report.write_report(model, ctx.path(tr["report"]), labels, tr["report_measured_root"],
+                               shift_average_deg=float(sc["shift_average_deg"]), shift_views=int(sc["shift_views"]),
+                               search_match=sc["search_match"], decision=sc["decision"])
+    if labels:
+        with open(os.path.join(os.path.dirname(html), "metrics.json")) as fh:
+            metrics = json.load(fh)
+        for row in metrics.get("measured", []):
+            ctx.log(f"report: measured {row}")
     ctx.log(f"report: {html}")
     ctx.outputs["report"] = str(html)
 
@@ -358,14 +374,15 @@ def stage_score(config: dict, ctx: RunContext) -> None:
 #: ``space_group_synthetic_weight`` (None = :data:`xrdbatch.train.SPACE_GROUP_SYNTHETIC_WEIGHT`) how much the
 #: space-group forests learn from synthetic crystals; ``crystal_system_model`` "extra_trees" (the forest) or
 #: "boosting" (:class:`xrdbatch.train.BoostingParams`: ~5 points more on held-out structure types, ~1.2-2x the fit);
-#: ``search_library``: write the real structures (ideal store) into the bundle as its search-match library.
+#: ``search_library``: write the real structures (ideal store) into the bundle as its search-match library;
+#: ``report_measured`` / ``report_measured_root``: labelled measured patterns the report scores (``stage_report``).
 TRAINING_DEFAULTS = {"feature_set": "measured", "split": "grouped", "test_size": 0.2, "seed": 0, "n_jobs": None,
                      "calibrate": None, "peak_params": {"height_rel": 0.04}, "model": "model", "report": "report",
                      "substitutions": 0, "variants_catalog": "catalog_variants.parquet",
                      "augment_copies": 0, "augment_seed": 0, "augment_params": None,
                      "augment_store": "store_aug{copy}.zarr", "class_mix": "catalog", "system_exponent": 1.0,
                      "space_group_synthetic_weight": None, "crystal_system_model": "extra_trees",
-                     "search_library": True}
+                     "search_library": True, "report_measured": None, "report_measured_root": None}
 #: ``[scoring]`` keys the pipeline reads; ``search_match`` None = on when the bundle has a library; ``decision``
 #: "argmax" or "balanced" (:meth:`xrdbatch.bundle.ModelBundle.decision_weights`).
 SCORING_DEFAULTS = {"inputs": [], "optional_inputs": [], "examples": [], "examples_dir": "examples",

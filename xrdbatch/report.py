@@ -349,7 +349,8 @@ def _figures(metrics: dict, extras: dict, out: Path) -> list[tuple[str, str]]:
     from xrdbatch.calibration import plot_reliability
 
     for key, name, what in (("calibration", "calibration.png", "held-out simulated structures"),
-                            ("measured_calibration", "calibration_measured.png", "measured patterns of known phase")):
+                            ("measured_calibration", "calibration_measured.png",
+                             "measured patterns of known phase the model answered (not the search-match)")):
         if extras.get(key) is None:
             continue
         conf, correct, raw = extras[key]
@@ -397,7 +398,7 @@ def _html(metrics: dict, figs: list[tuple[str, str]]) -> str:
                     f"{cells}</table>")
     calib = ""
     for key, what in (("calibration", "held-out simulated structures"),
-                      ("measured_calibration", "measured patterns of known phase")):
+                      ("measured_calibration", "measured patterns of known phase the model answered")):
         c = metrics.get(key)
         if c:
             cover = ", ".join(f"{float(k):.0%}: {v:.3f}" for k, v in c["accuracy_at_coverage"].items())
@@ -407,6 +408,11 @@ def _html(metrics: dict, figs: list[tuple[str, str]]) -> str:
     if calib:
         calib = ("<h2>Calibration and abstention (crystal system)</h2><table><tr><th>rows</th><th>n</th>"
                  "<th>expected calibration error</th><th>accuracy at coverage</th></tr>" + calib + "</table>")
+        sm = metrics.get("measured_search_match")
+        if sm:
+            calib += (f"<p>Measured patterns answered by the search-match ({sm['rows']}, never abstained on): crystal "
+                      f"system right in {sm['crystal_system_accuracy']:.3f}, space group first in "
+                      f"{sm['space_group_top1']:.3f}.</p>")
     images = "".join(f'<figure><img src="{n}" alt="{html.escape(n)}"><figcaption>{html.escape(c)}</figcaption>'
                      "</figure>" for n, c in figs)
     return f"""<!doctype html>
@@ -444,11 +450,21 @@ def write_report(model_dir, out, measured_labels=None, measured_root=None, **sco
         metrics["measured"] = summary.to_dict(orient="records")
         measured = per_file
         good = per_file[per_file["error"] == ""]
-        if len(good):
-            conf = good["crystal_system_prob"].to_numpy(dtype=np.float64)
-            correct = good["crystal_system_hit"].to_numpy(dtype=bool)
+        # a row the search-match answered keeps the model's probability of the matched system, which says nothing
+        # of how often matches are right, and is never abstained on: calibration and abstention are about the rows
+        # the model answered; the matched rows get their own accuracy
+        matched = good["matched"].fillna(False).astype(bool).to_numpy() if "matched" in good else np.zeros(len(good), bool)
+        model_rows = good[~matched]
+        if len(model_rows):
+            conf = model_rows["crystal_system_prob"].to_numpy(dtype=np.float64)
+            correct = model_rows["crystal_system_hit"].to_numpy(dtype=bool)
             extras["measured_calibration"] = (conf, correct, None)
             metrics["measured_calibration"] = calibration_summary(conf, correct)
+        if matched.any():
+            metrics["measured_search_match"] = {
+                "rows": int(matched.sum()),
+                "crystal_system_accuracy": float(good["crystal_system_hit"].to_numpy(dtype=bool)[matched].mean()),
+                "space_group_top1": float(good["space_group_top1_hit"].to_numpy(dtype=bool)[matched].mean())}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
