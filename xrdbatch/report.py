@@ -453,18 +453,18 @@ def write_report(model_dir, out, measured_labels=None, measured_root=None, **sco
         # a row the search-match answered keeps the model's probability of the matched system, which says nothing
         # of how often matches are right, and is never abstained on: calibration and abstention are about the rows
         # the model answered; the matched rows get their own accuracy
-        matched = good["matched"].fillna(False).astype(bool).to_numpy() if "matched" in good else np.zeros(len(good), bool)
-        model_rows = good[~matched]
+        matched = good["matched"].fillna(False).astype(bool)
+        model_rows, match_rows = good[~matched], good[matched]
         if len(model_rows):
             conf = model_rows["crystal_system_prob"].to_numpy(dtype=np.float64)
             correct = model_rows["crystal_system_hit"].to_numpy(dtype=bool)
             extras["measured_calibration"] = (conf, correct, None)
             metrics["measured_calibration"] = calibration_summary(conf, correct)
-        if matched.any():
+        if len(match_rows):
             metrics["measured_search_match"] = {
-                "rows": int(matched.sum()),
-                "crystal_system_accuracy": float(good["crystal_system_hit"].to_numpy(dtype=bool)[matched].mean()),
-                "space_group_top1": float(good["space_group_top1_hit"].to_numpy(dtype=bool)[matched].mean())}
+                "rows": len(match_rows),
+                "crystal_system_accuracy": float(match_rows["crystal_system_hit"].astype(bool).mean()),
+                "space_group_top1": float(match_rows["space_group_top1_hit"].astype(bool).mean())}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

@@ -1008,13 +1008,12 @@ def reference_library(store_path, peak_params: dict, *, chunk: int = 500):
     tt = ds["two_theta"].values.astype(np.float64)
     names = features.feature_names(LIBRARY_FEATURE_SET)
 
-    # blocks of rows in parallel: on the Dask client when one is active (``xrdbatch train --backend dask``, the
-    # pipeline), else on local threads
-    intensity = ds["intensity"].data[rows].rechunk((chunk, -1)) if len(rows) else None
-    extract = dask.delayed(features.extract, pure=True)
-    blocks = dask.compute(*[extract(tt, block, wavelength, LIBRARY_FEATURE_SET, **(peak_params or {}))
-                            for block in (intensity.to_delayed().ravel() if len(rows) else [])])
-    X = np.concatenate(blocks) if blocks else np.zeros((0, len(names)), np.float32)
+    X = np.zeros((0, len(names)), np.float32)
+    if len(rows):  # blocks of rows in parallel: the active Dask client (train --backend dask, the pipeline) or threads
+        extract = dask.delayed(features.extract, pure=True)
+        blocks = ds["intensity"].data[rows].rechunk((chunk, -1)).to_delayed().ravel()
+        X = np.concatenate(dask.compute(*[extract(tt, block, wavelength, LIBRARY_FEATURE_SET, **(peak_params or {}))
+                                          for block in blocks]))
     return match.ReferenceLibrary.from_features(X, names, labels)
 
 
