@@ -111,6 +111,26 @@ def test_march_dollase_reweights_by_orientation(refls):
     assert ratio.max() > 1.5 and ratio.min() < 1.0  # (00l) enhanced, (hk0) weakened for plates
 
 
+def test_thermal_factor_weakens_lines_by_debye_waller_and_leaves_other_draws(refls):
+    base = augment.AugmentParams()
+    hot = augment.AugmentParams(thermal_b_angstrom2=(1.0, 3.0))
+    a, b = augment.draw(base, 4, 9, 1), augment.draw(hot, 4, 9, 1)
+    assert a["thermal_b"] == 0.0 and 1.0 <= b["thermal_b"] <= 3.0
+    # drawn last: every other effect of the pattern is the one it had without the thermal factor
+    assert all(np.array_equal(a[k], b[k]) for k in a if k != "thermal_b")
+    dr = augment.draw(augment.IDEAL, 0, 0)
+    dr["impurity_rel"] = (0.0, 0.0)
+    tt0, _, area0 = augment.line_list(refls[1], COND, dr, np.random.default_rng(0))
+    dr["thermal_b"] = 2.0
+    tt1, _, area1 = augment.line_list(refls[1], COND, dr, np.random.default_rng(0))
+    np.testing.assert_array_equal(tt0, tt1)
+    # every line (K-alpha1 and K-alpha2 alike) keeps exp(-B / (2 d^2)) of its area, d of its reflection
+    expected = np.exp(-2.0 / (2 * refls[1].d_angstrom ** 2))
+    ratio = area1 / area0
+    assert ratio.max() < 1 and np.abs(ratio[:, None] - expected[None, :]).min(axis=1).max() < 1e-9
+    assert augment.AugmentParams(thermal_b_angstrom2=(1.0, 2.0)).without("thermal").thermal_b_angstrom2 == (0.0, 0.0)
+
+
 @settings(max_examples=25, deadline=None)
 @given(a=st.floats(3.0, 12.0), b=st.floats(3.0, 12.0), c=st.floats(3.0, 12.0), beta=st.floats(90.0, 120.0))
 def test_reciprocal_metric_recovers_any_lattice(a, b, c, beta):

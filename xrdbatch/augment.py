@@ -19,6 +19,8 @@ How the parts fit:
      ``G*`` is recovered from ``(hkl, 1/d^2)`` by least squares (:func:`reciprocal_metric`) and scaled
      per axis, ``G*' = S^-1 G* S^-1`` with ``S = diag(s_a, s_b, s_c)``; axes of equal length share one
      factor, so the symmetry (and the multiplicities) are kept;
+   * **thermal motion** (an overall Debye-Waller factor, for structures stored without displacement
+     parameters or with too small ones): ``I' = I exp(-B / (2 d^2))`` (``exp(-2 B s^2)``, ``s = 1 / (2 d)``);
    * **intensity jitter** (a stand-in for substituted elements, occupancies, absorption):
      ``I' = I exp(N(0, sigma))`` per reflection;
    * **preferred orientation** (March-Dollase): ``P(alpha) = (r^2 cos^2 alpha + sin^2 alpha / r)^(-3/2)``
@@ -78,6 +80,8 @@ class AugmentParams:
         Per-axis lattice scale factors ``1 + U(-strain_rel, strain_rel)`` (tied for equal axes).
     intensity_log_sigma : float
         Log-normal jitter of every reflection's intensity.
+    thermal_b_angstrom2 : (float, float)
+        Overall isotropic displacement ``B`` (angstrom^2) applied to every line as ``exp(-B / (2 d^2))``.
     caglioti_u_deg2, caglioti_w_deg2 : (float, float)
         Instrument width ranges (V is 0), degrees^2.
     crystallite_nm_log : (float, float)
@@ -115,6 +119,7 @@ class AugmentParams:
 
     strain_rel: float = 0.03
     intensity_log_sigma: float = 0.35
+    thermal_b_angstrom2: tuple = (0.0, 0.0)
     caglioti_u_deg2: tuple = (0.0, 0.02)
     caglioti_w_deg2: tuple = (0.001, 0.012)
     crystallite_nm_log: tuple = (30.0, 500.0)
@@ -166,6 +171,7 @@ class AugmentParams:
 EFFECTS: dict[str, dict] = {
     "strain": {"strain_rel": 0.0},
     "intensity": {"intensity_log_sigma": 0.0},
+    "thermal": {"thermal_b_angstrom2": (0.0, 0.0)},
     "width": {"caglioti_u_deg2": (0.0, 0.0), "caglioti_w_deg2": (0.01, 0.01), "crystallite_nm_log": (1e9, 1e9),
               "microstrain": (0.0, 0.0), "eta": (0.5, 0.5)},
     "shift": {"zero_shift_deg": 0.0, "displacement_rel": 0.0},
@@ -225,6 +231,8 @@ def draw(params: AugmentParams, seed: int, index: int, copy: int = 0) -> dict:
         "counts": _log_uniform(rng, p.counts_log),
         "background_subtracted": bool(rng.random() < p.background_subtracted_p),
         "quantize_levels": int(p.quantize_levels),
+        # drawn last: adding it left every other value of a (seed, copy, index) as it was
+        "thermal_b": _uniform(rng, p.thermal_b_angstrom2),
     }
 
 
@@ -289,6 +297,8 @@ def line_list(refl, conditions: Conditions, draws: dict, rng: np.random.Generato
         inv_d2 = np.einsum("ni,ij,nj->n", hkl, gs, hkl)
         ok = inv_d2 > 0
         d = np.where(ok, 1.0 / np.sqrt(np.abs(inv_d2) + 1e-300), d)
+    if draws.get("thermal_b", 0.0) > 0:
+        inten = inten * np.exp(-draws["thermal_b"] / (2.0 * d * d))
     if draws["intensity_log_sigma"] > 0:
         inten = inten * np.exp(rng.normal(0.0, draws["intensity_log_sigma"], size=inten.size))
     if gs is not None and draws["march_dollase_r"] != 1.0:
