@@ -210,6 +210,38 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
     assert not plain["search_match"] and pd.read_parquet(tmp_path / "plain.parquet")["matched"].isna().all()
     with pytest.raises(ValueError, match="no search-match library"):
         score.score([str(spectra / "MnO.xy")], str(tmp_path / "no-lib"), str(tmp_path / "x.parquet"), search_match=True)
+    # a bundle takes another library without retraining (`xrdbatch library`): the builtin prototypes only ...
+    proto_catalog, proto_store = tmp_path / "proto.parquet", str(tmp_path / "proto.zarr")
+    sources.ingest_to_parquet(["builtin:prototypes"], proto_catalog)
+    store.simulate(str(proto_catalog), proto_store, Conditions(two_theta_step_deg=0.04), executor="serial",
+                   log=lambda *_: None)
+    forests = {n: i for n, i in bundle.read_manifest(tmp_path / "matching")["files"].items() if n.endswith(".skops")}
+    assert cli.main(["library", str(tmp_path / "matching"), "--store", proto_store]) == 0
+    n_proto = len(train.reference_library(proto_store, {"height_rel": 0.04}))
+    assert f"search-match library of {n_proto} real structures" in capsys.readouterr().out
+    b = bundle.load_bundle(tmp_path / "matching")  # sha256-verified: the manifest lists the new library
+    assert len(b.library) == n_proto < len(lib) and b.manifest["library"]["source"] == proto_store
+    assert {n: i for n, i in b.manifest["files"].items() if n.endswith(".skops")} == forests  # forests untouched
+    mn2o3 = [str(spectra / "Mn2O3.xy")]
+    score.score(mn2o3, str(tmp_path / "matching"), str(tmp_path / "scores_proto.parquet"), shift_average_deg=0.06)
+    assert pd.read_parquet(tmp_path / "scores_proto.parquet")["match_formula"].iloc[0] != "Mn2O3"  # not a prototype
+    # ... then the training store's structures added again: Mn2O3 is found, nothing is listed twice
+    assert cli.main(["library", str(tmp_path / "matching"), "--store", st_path, "--add"]) == 0
+    b = bundle.load_bundle(tmp_path / "matching")
+    assert b.library.labels["id"].is_unique and len(b.library) == len(set(lib.labels["id"]) | set(
+        train.reference_library(proto_store, {"height_rel": 0.04}).labels["id"]))
+    assert b.manifest["library"]["source"] == f"{proto_store}; {st_path}"
+    score.score(mn2o3, str(tmp_path / "matching"), str(tmp_path / "added.parquet"), shift_average_deg=0.06)
+    assert pd.read_parquet(tmp_path / "added.parquet")["match_formula"].iloc[0] == "Mn2O3"
+    # a store at other conditions, or a bundle that cannot match, is refused and the bundle stays as it was
+    other = str(tmp_path / "other.zarr")
+    store.simulate(str(proto_catalog), other, Conditions(two_theta_step_deg=0.05), executor="serial",
+                   log=lambda *_: None)
+    assert cli.main(["library", str(tmp_path / "matching"), "--store", other]) == 2
+    assert "other instrument conditions" in capsys.readouterr().err
+    assert cli.main(["library", str(tmp_path / "cli-balanced"), "--store", proto_store]) == 2
+    assert "no line positions in Q" in capsys.readouterr().err
+    assert len(bundle.load_bundle(tmp_path / "matching").library) == len(b.library)
     # the report's measured table scores the same way (xrdbatch.score), search-match included
     from xrdbatch import report
 

@@ -10,7 +10,8 @@ Layout::
       space_group__<system>.skops, lattice__<system>.skops
       evaluation.parquet        held-out rows: features, true labels, predictions (for ``xrdbatch report``)
       library.parquet           search-match library (optional): the real training structures' lines in Q and
-                                labels (:mod:`xrdbatch.match`; ``xrdbatch score --search-match``)
+                                labels (:mod:`xrdbatch.match`; ``xrdbatch score --search-match``); another
+                                one can replace it later (:func:`replace_library`, ``xrdbatch library``)
 
 Forests are packed into plain dicts of compact numpy arrays (:func:`pack_forest`: 32-bit node columns,
 leaf values only) and saved with skops (never pickle); loading trusts no extra type at all and rebuilds
@@ -310,13 +311,8 @@ def save_bundle(model, out, *, conditions, feature_set: str, feature_names, peak
             files[EVALUATION] = None
         library_record = None
         if library is not None:
-            from xrdbatch import match
-
-            reference, origin = library
-            reference.to_frame().to_parquet(tmp / LIBRARY, index=False)
+            library_record = _write_library(tmp, *library)
             files[LIBRARY] = None
-            library_record = {"entries": len(reference), "source": origin, "tolerance": match.TOLERANCE,
-                              "threshold": match.THRESHOLD, "margin": match.MARGIN}
         for name in files:
             files[name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
         from xrdbatch import features
@@ -340,15 +336,66 @@ def save_bundle(model, out, *, conditions, feature_set: str, feature_names, peak
             "files": files,
             "total_bytes": int(sum(f["bytes"] for f in files.values())),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
-        # Swap into place: the old bundle (if any) is moved aside first, then removed.
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_into_place(tmp, out, manifest)
+        return manifest
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_library(folder: Path, reference, origin: str) -> dict:
+    """Write a :class:`xrdbatch.match.ReferenceLibrary` as ``folder/library.parquet``; its manifest record."""
+    from xrdbatch import match
+
+    reference.to_frame().to_parquet(folder / LIBRARY, index=False)
+    return {"entries": len(reference), "source": origin, "tolerance": match.TOLERANCE, "threshold": match.THRESHOLD,
+            "margin": match.MARGIN}
+
+
+def _swap_into_place(tmp: Path, out: Path, manifest: dict) -> None:
+    """Write ``manifest`` into the finished folder ``tmp`` and put it at ``out``: the old bundle (if any) is moved
+    aside first, then removed, so a reader finds either the old bundle or the new one, whole."""
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_json_default))
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def replace_library(path, library, source: str) -> dict:
+    """Give a bundle another search-match library (:class:`xrdbatch.match.ReferenceLibrary`) without retraining;
+    returns the new manifest.
+
+    The library answers the patterns of structures it holds (98 % of RRUFF dev's matched minerals get the right
+    crystal system), so a lab with a structure database of its own (minerals, its phases) gains most by adding it
+    here (:func:`xrdbatch.train.library_from_stores`). The forests are untouched; the bundle is verified, then
+    rewritten as a whole (a copy with the new ``library.parquet`` and manifest swapped into place), so a reader never
+    sees a library its manifest does not list. ``source`` is recorded in the manifest's ``library`` record.
+    """
+    from xrdbatch import match
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    verify_files(path, manifest)
+    if not match.has_line_columns(manifest["feature_names"]):
+        raise BundleError(f"bundle {path}: feature set {manifest['feature_set']!r} has no line positions in Q, so it "
+                          "cannot search-match (train with feature set 'measured' or 'indexed*')")
+    if not len(library):
+        raise BundleError(f"bundle {path}: the new search-match library is empty")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        shutil.copytree(path, tmp, dirs_exist_ok=True, ignore=lambda d, names: [n for n in names if n in
+                                                                                (LIBRARY, MANIFEST)])
+        files = {name: info for name, info in manifest["files"].items() if name != LIBRARY}
+        record = _write_library(tmp, library, source)
+        files[LIBRARY] = {"sha256": sha256_file(tmp / LIBRARY), "bytes": (tmp / LIBRARY).stat().st_size}
+        record["replaced_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        manifest = {**manifest, "files": files, "library": record,
+                    "total_bytes": int(sum(f["bytes"] for f in files.values()))}
+        _swap_into_place(tmp, path, manifest)
         return manifest
     finally:
         if tmp.exists():

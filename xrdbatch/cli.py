@@ -615,6 +615,37 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _add_library(sub):
+    p = sub.add_parser("library", help="give a model bundle another search-match library (e.g. a mineral database) "
+                                       "without retraining")
+    p.add_argument("model", help="local model bundle folder (rewritten in place, atomically)")
+    p.add_argument("--store", required=True, action="append",
+                   help="store of ideal patterns simulated at the model's conditions (`xrdbatch simulate`); its real "
+                        "structures become library entries; repeat for several")
+    p.add_argument("--add", action="store_true",
+                   help="keep the bundle's entries and add the stores' (ids already there are not added again); "
+                        "default: the stores' structures replace the library")
+    return p
+
+
+def _cmd_library(args) -> int:
+    from xrdbatch import bundle, store, train
+
+    try:
+        model = bundle.load_bundle(args.model)  # verified; its conditions and peak finder make the library's lines
+        base = model.library if args.add else None
+        library = train.library_from_stores(args.store, model.conditions, model.peak_params, base=base)
+        before = (model.manifest.get("library") or {}).get("source")
+        source = "; ".join(([before] if base is not None and before else []) + [str(s) for s in args.store])
+        manifest = bundle.replace_library(args.model, library, source)
+    except (ValueError, FileNotFoundError, store.StoreError) as exc:  # BundleError is a ValueError
+        raise CliError(str(exc)) from None
+    added = len(library) - (len(base) if base is not None else 0)
+    print(f"bundle {args.model}: search-match library of {len(library)} real structures"
+          + (f" ({added} added)" if base is not None else "") + f"; {manifest['total_bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 def _add_report(sub):
     p = sub.add_parser("report", help="evaluation report of a model bundle: metrics.json + HTML with figures")
     p.add_argument("--model", required=True, help="model bundle directory")
@@ -665,6 +696,7 @@ COMMANDS: dict = {
     "retarget": (_add_retarget, _cmd_retarget),
     "features": (_add_features, _cmd_features),
     "train": (_add_train, _cmd_train),
+    "library": (_add_library, _cmd_library),
     "report": (_add_report, _cmd_report),
     "score": (_add_score, _cmd_score),
     "models": (_add_models, _cmd_models),

@@ -197,9 +197,22 @@ def plan(files, out, options: ScoreOptions, batch_size: int = DEFAULT_BATCH_SIZE
 
 
 # ------------------------------------------------------------------------------ task ----
-@functools.lru_cache(maxsize=4)
 def _load_model(model_dir: str):
-    """The bundle, once per process; forests predict single-threaded (processes are the parallelism)."""
+    """The bundle, once per process and version of its folder (a bundle rewritten in place, e.g. by `xrdbatch
+    library`, has a new manifest file and is loaded again); forests predict single-threaded (processes are the
+    parallelism)."""
+    from xrdbatch.bundle import MANIFEST
+
+    try:
+        info = os.stat(os.path.join(model_dir, MANIFEST))
+        version = (info.st_ino, info.st_mtime_ns, info.st_size)
+    except OSError:
+        version = None  # load_bundle says what is wrong
+    return _load_model_version(model_dir, version)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model_version(model_dir: str, version):
     from xrdbatch.bundle import load_bundle
 
     bundle = load_bundle(model_dir)

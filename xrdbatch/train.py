@@ -1017,9 +1017,33 @@ def reference_library(store_path, peak_params: dict, *, chunk: int = 500):
     return match.ReferenceLibrary.from_features(X, names, labels)
 
 
+def library_from_stores(stores, conditions, peak_params: dict, base=None):
+    """The search-match library of the real structures of several stores of ideal patterns (each simulated at
+    ``conditions``, the model's), after the entries of ``base`` (a :class:`xrdbatch.match.ReferenceLibrary`) when
+    given; a structure id already listed is not added again. For :func:`xrdbatch.bundle.replace_library`.
+
+    Raises ValueError for a store simulated at other conditions or an augmented one."""
+    from xrdbatch import match, store as xstore
+
+    parts = [] if base is None else [base]
+    for path in stores:
+        theirs = xstore.read_conditions(path)
+        if theirs != conditions:
+            ours = conditions.to_dict()
+            differ = {k: (v, ours.get(k)) for k, v in theirs.to_dict().items() if v != ours.get(k)}
+            raise ValueError(f"library store {path}: simulated at other instrument conditions than the model's "
+                             f"training stores (store, model: {differ}); retarget it first (`xrdbatch retarget`)")
+        parts.append(reference_library(path, peak_params))
+    lines = np.concatenate([p.lines for p in parts]) if parts else np.zeros((0, 30))
+    labels = pd.concat([p.labels for p in parts], ignore_index=True) if parts else pd.DataFrame(
+        columns=["id", "crystal_system", "space_group"])
+    keep = ~labels["id"].astype(str).duplicated().to_numpy()
+    return match.ReferenceLibrary(lines[keep], labels[keep].reset_index(drop=True))
+
+
 def _library_for(library_store, training_stores, feature_set, names, conditions, peak_params, log):
     """``(ReferenceLibrary, its store)`` for :func:`train_from_store`, or None (logged why)."""
-    from xrdbatch import match, store as xstore
+    from xrdbatch import match
 
     if library_store is None:
         return None
@@ -1032,13 +1056,8 @@ def _library_for(library_store, training_stores, feature_set, names, conditions,
         if library_store is None:
             log(f"search-match library: none ({why})")
             return None
-    if xstore.read_conditions(library_store) != conditions:
-        shown = training_stores if isinstance(training_stores, (str, os.PathLike)) else \
-            ", ".join(map(str, training_stores))
-        raise ValueError(f"library store {library_store}: simulated at other instrument conditions than the training "
-                         f"store {shown}; retarget it first (`xrdbatch retarget`)")
     t0 = time.perf_counter()
-    library = reference_library(library_store, peak_params)
+    library = library_from_stores([library_store], conditions, peak_params)
     if not len(library):
         log(f"search-match library: none (no real structure with a pattern in {library_store})")
         return None
