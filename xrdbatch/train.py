@@ -1034,9 +1034,10 @@ def library_from_stores(stores, conditions, peak_params: dict, base=None):
             raise ValueError(f"library store {path}: simulated at other instrument conditions than the model's "
                              f"training stores (store, model: {differ}); retarget it first (`xrdbatch retarget`)")
         parts.append(reference_library(path, peak_params))
-    lines = np.concatenate([p.lines for p in parts]) if parts else np.zeros((0, 30))
-    labels = pd.concat([p.labels for p in parts], ignore_index=True) if parts else pd.DataFrame(
-        columns=["id", "crystal_system", "space_group"])
+    if not parts:
+        raise ValueError("a search-match library needs at least one store")
+    lines = np.concatenate([p.lines for p in parts])
+    labels = pd.concat([p.labels for p in parts], ignore_index=True)
     keep = ~labels["id"].astype(str).duplicated().to_numpy()
     return match.ReferenceLibrary(lines[keep], labels[keep].reset_index(drop=True))
 
