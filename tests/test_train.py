@@ -213,8 +213,10 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
     # a bundle takes another library without retraining (`xrdbatch library`): the builtin prototypes only ...
     proto_catalog, proto_store = tmp_path / "proto.parquet", str(tmp_path / "proto.zarr")
     sources.ingest_to_parquet(["builtin:prototypes"], proto_catalog)
-    store.simulate(str(proto_catalog), proto_store, Conditions(two_theta_step_deg=0.04), executor="serial",
-                   log=lambda *_: None)
+    # (`simulate --like-model`: at the model's conditions, whatever they are)
+    assert cli.main(["simulate", "--catalog", str(proto_catalog), "--store", proto_store, "--executor", "serial",
+                     "--like-model", str(tmp_path / "matching")]) == 0
+    assert store.read_conditions(proto_store) == bundle.load_bundle(tmp_path / "matching").conditions
     forests = {n: i for n, i in bundle.read_manifest(tmp_path / "matching")["files"].items() if n.endswith(".skops")}
     assert cli.main(["library", str(tmp_path / "matching"), "--store", proto_store]) == 0
     n_proto = len(train.reference_library(proto_store, {"height_rel": 0.04}))
@@ -235,8 +237,8 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
     assert pd.read_parquet(tmp_path / "added.parquet")["match_formula"].iloc[0] == "Mn2O3"
     # a store at other conditions, or a bundle that cannot match, is refused and the bundle stays as it was
     other = str(tmp_path / "other.zarr")
-    store.simulate(str(proto_catalog), other, Conditions(two_theta_step_deg=0.05), executor="serial",
-                   log=lambda *_: None)
+    assert cli.main(["simulate", "--catalog", str(proto_catalog), "--store", other, "--executor", "serial",
+                     "--like-model", str(tmp_path / "matching"), "--two-theta-step", "0.05"]) == 0
     assert cli.main(["library", str(tmp_path / "matching"), "--store", other]) == 2
     assert "other instrument conditions" in capsys.readouterr().err
     assert cli.main(["library", str(tmp_path / "cli-balanced"), "--store", proto_store]) == 2

@@ -131,15 +131,24 @@ def _add_simulate(sub):
                    help="keep reflections down to this d (default: what the conditions need); smaller = wider retarget")
     p.add_argument("--restart", action="store_true", help="discard a store made with other conditions/catalog")
     p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
+    p.add_argument("--like-model", default=None, metavar="MODEL",
+                   help="start from the conditions a model bundle was trained at (e.g. a store for `xrdbatch library`)")
     _add_conditions_options(p)
     _add_cluster_options(p)
     return p
 
 
 def _cmd_simulate(args) -> int:
-    from xrdbatch import store
+    from xrdbatch import bundle, store
+    from xrdbatch.conditions import Conditions
 
-    conditions = _conditions_from_args(args)
+    base = None
+    if args.like_model:
+        try:
+            base = Conditions.from_dict(bundle.read_manifest(args.like_model)["conditions"])
+        except (ValueError, FileNotFoundError) as exc:  # BundleError is a ValueError
+            raise CliError(str(exc)) from None
+    conditions = _conditions_from_args(args, base)
     return _run_store(args, lambda **kw: store.simulate(
         args.catalog, args.store, conditions, chunk_size=args.chunk_size, d_min_angstrom=args.d_min_angstrom,
         restart=args.restart, progress=True, log=print, **kw))
