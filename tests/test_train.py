@@ -241,6 +241,11 @@ def test_store_to_bundle_end_to_end(shared, tmp_path, capsys):
                      "--like-model", str(tmp_path / "matching"), "--two-theta-step", "0.05"]) == 0
     assert cli.main(["library", str(tmp_path / "matching"), "--store", other]) == 2
     assert "other instrument conditions" in capsys.readouterr().err
+    back = str(tmp_path / "back.zarr")  # what the error says to do: retarget it, here to the model's conditions
+    assert cli.main(["retarget", "--store", other, "--out", back, "--executor", "serial",
+                     "--like-model", str(tmp_path / "matching")]) == 0
+    assert cli.main(["library", str(tmp_path / "matching"), "--store", back, "--add"]) == 0
+    assert "(0 added)" in capsys.readouterr().out  # the prototypes are there already
     assert cli.main(["library", str(tmp_path / "cli-balanced"), "--store", proto_store]) == 2
     assert "no line positions in Q" in capsys.readouterr().err
     assert len(bundle.load_bundle(tmp_path / "matching").library) == len(b.library)

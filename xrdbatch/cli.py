@@ -131,24 +131,34 @@ def _add_simulate(sub):
                    help="keep reflections down to this d (default: what the conditions need); smaller = wider retarget")
     p.add_argument("--restart", action="store_true", help="discard a store made with other conditions/catalog")
     p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
-    p.add_argument("--like-model", default=None, metavar="MODEL",
-                   help="start from the conditions a model bundle was trained at (e.g. a store for `xrdbatch library`)")
+    _add_like_model_option(p)
     _add_conditions_options(p)
     _add_cluster_options(p)
     return p
 
 
-def _cmd_simulate(args) -> int:
-    from xrdbatch import bundle, store
+def _add_like_model_option(p):
+    p.add_argument("--like-model", default=None, metavar="MODEL",
+                   help="start from the conditions a model bundle was trained at (e.g. a store for `xrdbatch library`)")
+
+
+def _like_model_conditions(args):
+    """The conditions of ``--like-model``'s bundle, or None without it."""
+    from xrdbatch import bundle
     from xrdbatch.conditions import Conditions
 
-    base = None
-    if args.like_model:
-        try:
-            base = Conditions.from_dict(bundle.read_manifest(args.like_model)["conditions"])
-        except (ValueError, FileNotFoundError) as exc:  # BundleError is a ValueError
-            raise CliError(str(exc)) from None
-    conditions = _conditions_from_args(args, base)
+    if not args.like_model:
+        return None
+    try:
+        return Conditions.from_dict(bundle.read_manifest(args.like_model)["conditions"])
+    except (ValueError, FileNotFoundError) as exc:  # BundleError is a ValueError
+        raise CliError(str(exc)) from None
+
+
+def _cmd_simulate(args) -> int:
+    from xrdbatch import store
+
+    conditions = _conditions_from_args(args, _like_model_conditions(args))
     return _run_store(args, lambda **kw: store.simulate(
         args.catalog, args.store, conditions, chunk_size=args.chunk_size, d_min_angstrom=args.d_min_angstrom,
         restart=args.restart, progress=True, log=print, **kw))
@@ -167,7 +177,8 @@ def _add_retarget(sub):
                    help="JSON object (or a .json file) overriding xrdbatch.augment.AugmentParams fields")
     p.add_argument("--restart", action="store_true", help="discard an --out store made differently")
     p.add_argument("--executor", choices=("dask", "serial"), default="dask", help="serial = in this process")
-    _add_conditions_options(p, base="defaults: the source store's conditions")
+    _add_like_model_option(p)
+    _add_conditions_options(p, base="defaults: the source store's conditions, or --like-model's")
     _add_cluster_options(p)
     return p
 
@@ -175,10 +186,13 @@ def _add_retarget(sub):
 def _cmd_retarget(args) -> int:
     from xrdbatch import store
 
-    try:
-        base = store.read_conditions(args.store)
-    except (FileNotFoundError, KeyError) as exc:
-        raise CliError(f"cannot read the conditions of store {args.store} ({exc}); is it an xrdbatch store?") from None
+    base = _like_model_conditions(args)
+    if base is None:
+        try:
+            base = store.read_conditions(args.store)
+        except (FileNotFoundError, KeyError) as exc:
+            raise CliError(f"cannot read the conditions of store {args.store} ({exc}); is it an xrdbatch store?") \
+                from None
     conditions = _conditions_from_args(args, base)
     augment = None
     if args.augment:
