@@ -297,7 +297,7 @@ def line_list(refl, conditions: Conditions, draws: dict, rng: np.random.Generato
         inv_d2 = np.einsum("ni,ij,nj->n", hkl, gs, hkl)
         ok = inv_d2 > 0
         d = np.where(ok, 1.0 / np.sqrt(np.abs(inv_d2) + 1e-300), d)
-    if draws.get("thermal_b", 0.0) > 0:
+    if draws["thermal_b"] > 0:
         inten = inten * np.exp(-draws["thermal_b"] / (2.0 * d * d))
     if draws["intensity_log_sigma"] > 0:
         inten = inten * np.exp(rng.normal(0.0, draws["intensity_log_sigma"], size=inten.size))
